@@ -1,0 +1,114 @@
+"""The ``smug`` command.
+
+``smug backends`` lists every backend with its installation status;
+``smug solve PROBLEM.json`` solves a serialised IR problem with any backend;
+``smug export PROBLEM.json --format smt2|mps`` writes it for outside solvers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _cmd_backends(args: argparse.Namespace) -> int:
+    from .backends.registry import backend_table
+
+    rows = backend_table()
+    if args.json:
+        print(json.dumps([{"name": r.name, "installed": r.installed, "version": r.version, "install_hint": r.install_hint} for r in rows], indent=2))
+        return 0
+    w = max(len(r.name) for r in rows)
+    print(f"{'backend':<{w}}  {'installed':<9}  version / install with")
+    print(f"{'-' * w}  {'-' * 9}  {'-' * 40}")
+    for r in rows:
+        detail = r.version if r.installed else r.install_hint
+        print(f"{r.name:<{w}}  {'yes' if r.installed else 'no':<9}  {detail}")
+    return 0
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from .ir import Problem
+    from .solve import solve
+
+    problem = Problem.from_json(args.problem)
+    sol = solve(
+        problem,
+        args.backend,
+        time_limit=args.time_limit,
+        seed=args.seed,
+        threads=args.threads,
+        num_solutions=args.num_solutions,
+        verbose=args.verbose,
+    )
+    out = sol.to_dict()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            json.dump(out, fh, indent=2)
+    print(
+        f"{sol.backend}: {sol.status.value}, objective {sol.objective}, bound {sol.bound}, "
+        f"verified {sol.verified}, {sol.total_time:.3f} s"
+    )
+    return 0 if sol.status.has_solution or sol.status.value == "infeasible" else 1
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .ir import Problem
+
+    problem = Problem.from_json(args.problem)
+    text = {"smt2": problem.to_smtlib2, "mps": problem.to_mps}[args.format]()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``smug`` command."""
+    p = argparse.ArgumentParser(prog="smug", description="Provably minimal explanations with constraint solvers.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("backends", help="list the solver backends and whether they are installed")
+    b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    b.set_defaults(func=_cmd_backends)
+
+    s = sub.add_parser("solve", help="solve a serialised IR problem (JSON)")
+    s.add_argument("problem", help="path to a problem JSON file (Problem.to_json)")
+    s.add_argument("--backend", default="ortools:scip", help="backend name (see `smug backends`)")
+    s.add_argument("--time-limit", type=float, default=None, help="seconds, enforced for every backend")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--num-solutions", type=int, default=1, help="distinct optimal masks to enumerate")
+    s.add_argument("--verbose", action="store_true")
+    s.add_argument("-o", "--output", help="write the solution as JSON here")
+    s.set_defaults(func=_cmd_solve)
+
+    e = sub.add_parser("export", help="export a serialised IR problem for outside solvers")
+    e.add_argument("problem")
+    e.add_argument("--format", choices=["smt2", "mps"], required=True)
+    e.add_argument("-o", "--output")
+    e.set_defaults(func=_cmd_export)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smug`` command; returns the exit status."""
+    from .errors import SmugError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SmugError as exc:
+        print(f"smug: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
