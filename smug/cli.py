@@ -1,5 +1,7 @@
 """The ``smug`` command.
 
+``smug demo`` explains a handful of MNIST test digits with the reference CNN;
+``smug explain --config FILE.toml`` runs the same on chosen inputs and settings;
 ``smug backends`` lists every backend with its installation status;
 ``smug solve PROBLEM.json`` solves a serialised IR problem with any backend;
 ``smug export PROBLEM.json --format smt2|mps`` writes it for outside solvers.
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 __all__ = ["main", "build_parser"]
 
@@ -69,10 +71,75 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_demo(model_spec: str, dataset: str, split: str, indices: list[int], config: Any, out: str) -> int:
+    from pathlib import Path
+
+    from .demo import describe, format_table, load_inputs, load_model, run_explanations
+
+    model = load_model(model_spec)
+    images, labels = load_inputs(dataset, split, indices)
+    print(describe(config, {"model": model_spec, "data": f"{dataset}/{split}"}))
+    rows = run_explanations(model, images, labels, indices, config, Path(out))
+    print(format_table(rows))
+    print(f"\nPNGs (input | minimal mask | saliency) and JSON written to {Path(out).resolve()}")
+    return 0 if all(r.explanation.verified for r in rows) else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_CONFIG
+
+    cfg = DEMO_CONFIG.merged(backend=args.backend) if args.backend else DEMO_CONFIG
+    return _run_demo(args.model, "mnist", "test", list(range(args.n)), cfg, args.out)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from .config import Config
+    from .errors import ConfigError
+
+    data: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {args.config!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {args.config!r} is not valid TOML: {exc}") from None
+    inputs = data.pop("input", {})
+    if not isinstance(inputs, dict):
+        raise ConfigError("[input] must be a table with model, dataset, split and indices")
+    unknown = set(inputs) - {"model", "dataset", "split", "indices"}
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [input]; known: model, dataset, split, indices")
+    cfg = Config.from_dict(data.get("smug", data))
+    if args.backend:
+        cfg = cfg.merged(backend=args.backend)
+    model = args.model or inputs.get("model", "mnist_cnn")
+    indices = args.indices if args.indices is not None else list(inputs.get("indices", [0, 1, 2]))
+    return _run_demo(model, inputs.get("dataset", "mnist"), inputs.get("split", "test"), indices, cfg, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``smug`` command."""
     p = argparse.ArgumentParser(prog="smug", description="Provably minimal explanations with constraint solvers.")
     sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="explain a handful of MNIST test digits with the reference CNN")
+    d.add_argument("-n", type=int, default=6, help="how many test digits (default 6)")
+    d.add_argument("--model", default="mnist_cnn", help="mnist_cnn (default) or mnist_mlp")
+    d.add_argument("--backend", help="solver backend (default: the config's, ortools:scip)")
+    d.add_argument("--out", default="smug-demo", help="folder for the PNG and JSON files")
+    d.set_defaults(func=_cmd_demo)
+
+    x = sub.add_parser("explain", help="explain chosen inputs with settings from a TOML file")
+    x.add_argument("--config", help="TOML file: smug settings, and an [input] table (model, dataset, split, indices)")
+    x.add_argument("--model", help="mnist_cnn, mnist_mlp, or a file saved with torch.save(model)")
+    x.add_argument("--indices", type=int, nargs="*", help="input indices in the dataset")
+    x.add_argument("--backend", help="overrides the config's backend")
+    x.add_argument("--out", default="smug-explanations", help="folder for the PNG and JSON files")
+    x.set_defaults(func=_cmd_explain)
 
     b = sub.add_parser("backends", help="list the solver backends and whether they are installed")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")

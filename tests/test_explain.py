@@ -1,0 +1,218 @@
+"""The SMUG pipeline end to end on small real models (sklearn digits), checked through torch itself."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import smug
+from smug.config import Config
+from smug.data import load_digits
+from smug.errors import BackendNotInstalledError, ConfigError, NonFiniteError, ShapeError, UnknownBackendError, ValidationError
+from smug.saliency import MinimalMask, explain
+
+
+def _train(model: nn.Module, epochs: int = 30) -> nn.Module:
+    X, y = load_digits()
+    X, y = torch.tensor(X[:1200]), torch.tensor(y[:1200])
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(X), generator=g).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    return _train(m)
+
+
+@pytest.fixture(scope="module")
+def digits_mlp():
+    torch.manual_seed(0)
+    return _train(nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)))
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    X, y = load_digits()
+    return torch.tensor(X[1500:1510]), y[1500:1510]
+
+
+def _first_layer_pre(model: nn.Module, xs: torch.Tensor) -> np.ndarray:
+    """Pre-activations of the first layer (BatchNorm included) through torch, float64."""
+    m64 = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        return m64[1](m64[0](xs.double())).flatten(1).numpy()
+
+
+def test_models_are_real(digits_cnn, digits_mlp):
+    X, y = load_digits()
+    Xt, yt = torch.tensor(X[1200:]), y[1200:]
+    for m in (digits_cnn, digits_mlp):
+        with torch.no_grad():
+            acc = (m(Xt).argmax(1).numpy() == yt).mean()
+        assert acc > 0.85
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5])
+def test_mask_is_minimal_by_brute_force_through_torch(digits_cnn, test_images, gamma):
+    # window 4 on 8x8: 4 groups, so every mask can be replayed through the real model
+    x = test_images[0][0]
+    e = explain(digits_cnn, x, backend="ortools:scip", top_k=8, gamma=gamma, window=4, time_limit=30)
+    assert e.status == smug.Status.OPTIMAL and e.verified
+    neurons = e.neurons
+    orig = _first_layer_pre(digits_cnn, x[None])[0, neurons]
+    ids = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 4, 0), 4, 1)
+    best = None
+    for bits in itertools.product([0, 1], repeat=4):
+        keep = torch.from_numpy(np.array(bits)[ids]).float()
+        pre = _first_layer_pre(digits_cnn, (x * keep)[None])[0, neurons]
+        if np.all(pre > gamma * orig):
+            best = sum(bits) if best is None else min(best, sum(bits))
+    assert e.mask_size == best
+    # the pixel mask is the group mask expanded
+    assert e.mask.sum() == 16 * e.mask_size
+
+
+@pytest.mark.parametrize("backend", ["ortools:scip", "ortools:cpsat", "z3", "pysmt:yices", "ortools:highs"])
+def test_backends_agree_on_the_minimal_mask_size(digits_mlp, test_images, backend):
+    x = test_images[0][3]
+    ref = explain(digits_mlp, x, backend="ortools:scip", top_k=6, gamma=0.3, window=2, time_limit=60)
+    e = explain(digits_mlp, x, backend=backend, top_k=6, gamma=0.3, window=2, time_limit=60)
+    assert ref.status == e.status == smug.Status.OPTIMAL
+    assert e.verified and e.mask_size == ref.mask_size
+    assert e.stats["backend"] == backend and e.stats["version"]
+
+
+def test_replay_holds_and_saliency_follows_the_rule(digits_cnn, test_images):
+    x = test_images[0][1]
+    e = explain(digits_cnn, x, top_k=10, gamma=0.2)
+    assert e.verified and e.stats["max_replay_margin"] > 0
+    pre_orig = _first_layer_pre(digits_cnn, x[None])[0]
+    keep = torch.from_numpy(e.mask).float()
+    pre_m = _first_layer_pre(digits_cnn, (x * keep)[None])[0]
+    assert np.all(pre_m[e.neurons] > 0.2 * pre_orig[e.neurons])
+    # saliency is zero outside the mask and equals the base map inside
+    assert np.all(e.saliency[e.mask == 0] == 0)
+    np.testing.assert_allclose(e.saliency[e.mask == 1], e.base_map[e.mask == 1])
+    # base map: each pixel takes the max score of the kept neurons whose 3x3 field covers it
+    oc, oh, ow = np.unravel_index(e.neurons, (4, 8, 8))
+    expect = np.zeros((8, 8))
+    covered = np.zeros((8, 8), bool)
+    for c, i, j, s in zip(oc, oh, ow, e.scores[e.neurons]):
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                r, q = i + di, j + dj
+                if 0 <= r < 8 and 0 <= q < 8:
+                    expect[r, q] = s if not covered[r, q] else max(expect[r, q], s)
+                    covered[r, q] = True
+    np.testing.assert_allclose(e.base_map, expect)
+    assert e.masked_prediction in range(10) and 0 <= e.complement_probability <= 1
+
+
+def test_area_objective_and_segment_maps(digits_mlp, test_images):
+    x = test_images[0][2]
+    seg = np.zeros((8, 8), dtype=int)
+    seg[:, 4:] = 1
+    seg[6:, :] = 7  # ids need not be contiguous (Captum convention)
+    e = explain(digits_mlp, x, feature_mask=seg, objective="area", top_k=4)
+    assert e.status == smug.Status.OPTIMAL and e.verified
+    assert len(e.mask_groups) == 3
+    # every segment is kept or dropped whole
+    for sid in (0, 1, 7):
+        vals = np.unique(e.mask[seg == sid])
+        assert vals.size == 1
+
+
+def test_alternative_minimal_masks(digits_mlp, test_images):
+    x = test_images[0][4]
+    e = explain(digits_mlp, x, top_k=3, window=2, num_solutions=3)
+    masks = [e.mask, *e.alternatives]
+    assert len({m.tobytes() for m in masks}) == len(masks)
+    assert all(m.sum() == e.mask.sum() for m in masks)
+
+
+def test_minimal_mask_captum_style(digits_cnn, test_images):
+    xs, ys = test_images
+    mm = MinimalMask(digits_cnn, backend="ortools:scip", top_k=5)
+    attr = mm.attribute(xs[:3], target=torch.tensor(ys[:3]), baselines=0.0)
+    assert attr.shape == xs[:3].shape
+    assert [e.target for e in mm.explanations] == list(ys[:3])
+    for i, e in enumerate(mm.explanations):
+        assert torch.equal(attr[i, 0], torch.from_numpy(e.saliency).float())
+    attr2 = mm.attribute(xs[:2], baselines=torch.zeros_like(xs[:2]), feature_mask=torch.zeros(1, 1, 8, 8, dtype=torch.long))
+    assert attr2.shape == xs[:2].shape
+    with pytest.raises(ShapeError, match="batch"):
+        mm.attribute(xs[0])
+    with pytest.raises(ShapeError, match="target has 2 entries"):
+        mm.attribute(xs[:3], target=[1, 2])
+
+
+def test_save_and_plot(digits_cnn, test_images, tmp_path):
+    e = explain(digits_cnn, test_images[0][0], top_k=5)
+    png = e.save(tmp_path / "e.png")
+    assert png.stat().st_size > 5000
+    d = json.loads(e.save(tmp_path / "e.json").read_text())
+    assert d["verified"] and d["mask_size"] == e.mask_size and d["config"]["top_k"] == 5
+    z = np.load(e.save(tmp_path / "e.npz"))
+    assert np.array_equal(z["mask"], e.mask)
+    with pytest.raises(ValidationError, match=".png, .json or .npz"):
+        e.save(tmp_path / "e.gif")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        (dict(x=torch.rand(2, 1, 8, 8)), ShapeError, "batch of 2"),
+        (dict(x=torch.rand(8, 8)), ShapeError, r"\(C, H, W\)"),
+        (dict(x=torch.zeros(1, 8, 8, dtype=torch.uint8)), ValidationError, "x.float"),
+        (dict(x=torch.full((1, 8, 8), float("nan"))), NonFiniteError, "NaN"),
+        (dict(target=10), ValidationError, "out of range"),
+        (dict(target=-1), ValidationError, "out of range"),
+        (dict(top_k=0), ConfigError, "top_k"),
+        (dict(top_k=10_000), ValidationError, "exceeds"),
+        (dict(gamma=1.0), ConfigError, "gamma"),
+        (dict(window=9), ValidationError, "window"),
+        (dict(feature_mask=np.zeros((5, 5), dtype=int)), ShapeError, "shape"),
+        (dict(backend="ortools:sciq"), UnknownBackendError, "ortools:scip"),
+        (dict(backend="pysmt:msat"), BackendNotInstalledError, "pysmt-install --msat"),
+        (dict(baseline="blur"), ConfigError, "baseline"),
+    ],
+)
+def test_bad_input_gets_a_named_error(digits_cnn, test_images, kwargs, error, words):
+    x = kwargs.pop("x", test_images[0][0])
+    with pytest.raises(error, match=words):
+        explain(digits_cnn, x, **kwargs)
+
+
+def test_unsupported_first_layer_is_named():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(8, 4)
+            self.out = nn.Linear(4, 10)
+
+        def forward(self, x):
+            return self.out(self.rnn(x[:, 0])[0][:, -1])
+
+    with pytest.raises(ValidationError, match="rnn"):
+        explain(Odd(), torch.rand(1, 8, 8))
+
+
+def test_config_object_and_overrides(digits_mlp, test_images):
+    cfg = Config(top_k=4, gamma=0.1)
+    e = explain(digits_mlp, test_images[0][0], config=cfg, window=2)
+    assert e.config.top_k == 4 and e.config.window == 2 and e.n_constraints <= 4
