@@ -66,14 +66,28 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             sol = smug.solve(p, b, time_limit=args.time_limit)
             wall = time.perf_counter() - t0
-            rows.append({
-                "problem": pname, "n_mask": p.n_mask, "rows": p.n_rows, "nnz": p.A.nnz, "backend": b,
-                "status": sol.status.value, "objective": sol.objective, "bound": sol.bound,
-                "verified": sol.verified, "build_time": round(sol.build_time, 4),
-                "solve_time": round(sol.solve_time, 4), "wall": round(wall, 4),
-            })
-            print(f"[{k}/{total} {time.perf_counter() - t_all:6.0f}s] {pname:<14} {b:<13} {sol.status.value:<9} "
-                  f"obj={sol.objective} bound={sol.bound} wall={wall:.2f}s", file=sys.stderr, flush=True)
+            rows.append(
+                {
+                    "problem": pname,
+                    "n_mask": p.n_mask,
+                    "rows": p.n_rows,
+                    "nnz": p.A.nnz,
+                    "backend": b,
+                    "status": sol.status.value,
+                    "objective": sol.objective,
+                    "bound": sol.bound,
+                    "verified": sol.verified,
+                    "build_time": round(sol.build_time, 4),
+                    "solve_time": round(sol.solve_time, 4),
+                    "wall": round(wall, 4),
+                }
+            )
+            print(
+                f"[{k}/{total} {time.perf_counter() - t_all:6.0f}s] {pname:<14} {b:<13} {sol.status.value:<9} "
+                f"obj={sol.objective} bound={sol.bound} wall={wall:.2f}s",
+                file=sys.stderr,
+                flush=True,
+            )
     with open(out / "backends.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -106,8 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         mg = f"{np.mean(gaps):.3f}" if gaps else "-"
         lines.append(f"| {b} | {opt} | {feas} | {none} | {statistics.median(walls):.2f} | {sum(walls):.1f} | {mg} |")
     lines.append("")
-    lines.append("Optimal objective per problem (every backend that proved optimality agrees"
-                 + (f"; DISAGREEMENT on {disagree})" if disagree else ")") + ":")
+    lines.append(
+        "Optimal objective per problem (every backend that proved optimality agrees"
+        + (f"; DISAGREEMENT on {disagree})" if disagree else ")")
+        + ":"
+    )
     lines.append("")
     lines.append("| problem | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
@@ -135,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     for b in names:
         ts = sorted(r["wall"] for r in rows if r["backend"] == b and r["status"] == "optimal")
         if ts:
-            ax.step(ts, range(1, len(ts) + 1), where="post", label=b, lw=1.8,
-                    ls="--" if b == "z3:original" else "-")
+            ax.step(ts, range(1, len(ts) + 1), where="post", label=b, lw=1.8, ls="--" if b == "z3:original" else "-")
     ax.set_xscale("log")
     ax.set_xlabel("wall time per problem (s, log scale)")
     ax.set_ylabel("problems solved to proven optimality")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -22,7 +23,15 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
     rows = backend_table()
     if args.json:
-        print(json.dumps([{"name": r.name, "installed": r.installed, "version": r.version, "install_hint": r.install_hint} for r in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {"name": r.name, "installed": r.installed, "version": r.version, "install_hint": r.install_hint}
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return 0
     w = max(len(r.name) for r in rows)
     print(f"{'backend':<{w}}  {'installed':<9}  version / install with")

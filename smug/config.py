@@ -108,15 +108,23 @@ class Config:
             w = self.window
         need(
             (is_int(w) and w >= 1) or (isinstance(w, tuple) and len(w) == 2 and all(is_int(v) and v >= 1 for v in w)),
-            "window", "an integer >= 1 or a pair [height, width]",
+            "window",
+            "an integer >= 1 or a pair [height, width]",
         )
         b = self.baseline
-        need((isinstance(b, str) and b in BASELINE_NAMES) or is_num(b), "baseline", f"one of {BASELINE_NAMES} or a number")
+        need(
+            (isinstance(b, str) and b in BASELINE_NAMES) or is_num(b),
+            "baseline",
+            f"one of {BASELINE_NAMES} or a number",
+        )
         need(self.objective in OBJECTIVES, "objective", f"one of {OBJECTIVES}")
         need(self.saliency in SALIENCY_RULES, "saliency", f"one of {SALIENCY_RULES}")
         need(is_num(self.margin) and 0 < self.margin < 1, "margin", "a number in (0, 1)")
-        need(self.time_limit is None or (is_num(self.time_limit) and self.time_limit > 0), "time_limit",
-             "a positive number of seconds (or omit it for no limit)")
+        need(
+            self.time_limit is None or (is_num(self.time_limit) and self.time_limit > 0),
+            "time_limit",
+            "a positive number of seconds (or omit it for no limit)",
+        )
         need(is_int(self.seed) and self.seed >= 0, "seed", "an integer >= 0")
         need(is_int(self.threads) and self.threads >= 1, "threads", "an integer >= 1")
         need(is_int(self.num_solutions) and self.num_solutions >= 1, "num_solutions", "an integer >= 1")

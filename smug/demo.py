@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,13 +46,17 @@ def load_model(spec: str) -> nn.Module:
         return pretrained(spec)
     p = Path(spec)
     if not p.exists():
-        raise ConfigError(f"model {spec!r} is neither a reference model ('mnist_cnn', 'mnist_mlp') nor an existing file")
+        raise ConfigError(
+            f"model {spec!r} is neither a reference model ('mnist_cnn', 'mnist_mlp') nor an existing file"
+        )
     try:
         return torch.jit.load(str(p)).eval()
     except Exception:  # not TorchScript: a pickled module
         obj = torch.load(str(p), weights_only=False)
         if not isinstance(obj, nn.Module):
-            raise ConfigError(f"{spec!r} holds a {type(obj).__name__}, not a torch.nn.Module (save the whole model)") from None
+            raise ConfigError(
+                f"{spec!r} holds a {type(obj).__name__}, not a torch.nn.Module (save the whole model)"
+            ) from None
         return obj.eval()
 
 
@@ -101,8 +106,10 @@ def run_explanations(
 
 def format_table(rows: list[DemoRow]) -> str:
     """The demo's table: digit, prediction, mask size, status, verified, time."""
-    head = (f"{'index':>6} {'digit':>5} {'pred':>4} {'masked':>6} {'compl.':>6} {'mask':>5} {'pixels':>6} "
-            f"{'constr.':>7} {'status':<9} {'verified':<8} {'time (s)':>8}")
+    head = (
+        f"{'index':>6} {'digit':>5} {'pred':>4} {'masked':>6} {'compl.':>6} {'mask':>5} {'pixels':>6} "
+        f"{'constr.':>7} {'status':<9} {'verified':<8} {'time (s)':>8}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         e = r.explanation
@@ -117,5 +124,7 @@ def format_table(rows: list[DemoRow]) -> str:
 def describe(config: Config, extra: dict[str, Any]) -> str:
     """One line stating the settings used, for the demo's header."""
     w = config.window
-    return (f"backend={config.backend} top_k={config.top_k} gamma={config.gamma} window={w} "
-            f"scoring={config.scoring} time_limit={config.time_limit} " + " ".join(f"{k}={v}" for k, v in extra.items()))
+    return (
+        f"backend={config.backend} top_k={config.top_k} gamma={config.gamma} window={w} "
+        f"scoring={config.scoring} time_limit={config.time_limit} " + " ".join(f"{k}={v}" for k, v in extra.items())
+    )

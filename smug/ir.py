@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -143,7 +144,9 @@ class Evaluation:
         bits = []
         if not self.linear_holds.all():
             bad = np.flatnonzero(~self.linear_holds)
-            bits.append(f"{bad.size} linear row(s) violated (first: row {bad[0]}, by {self.linear_violation[bad[0]]:.3g})")
+            bits.append(
+                f"{bad.size} linear row(s) violated (first: row {bad[0]}, by {self.linear_violation[bad[0]]:.3g})"
+            )
         if not self.relu_holds.all():
             bits.append(f"{int((~self.relu_holds).sum())} ReLU constraint(s) violated")
         if not self.relu_bounds_hold.all():
@@ -269,8 +272,15 @@ class Problem:
             raise ValidationError(f"mask variable {self.name_of(j)} must be binary")
         bl, bu = self.lb[self.is_binary], self.ub[self.is_binary]
         if ((bl != 0) & (bl != 1)).any() or ((bu != 0) & (bu != 1)).any():
-            j = int(np.flatnonzero(self.is_binary & ~np.isin(self.lb, (0, 1)) | self.is_binary & ~np.isin(self.ub, (0, 1)))[0])
-            raise BoundsError(f"binary variable {self.name_of(j)} has bounds [{self.lb[j]}, {self.ub[j]}]; binaries take bounds in {{0, 1}}")
+            j = int(
+                np.flatnonzero(self.is_binary & ~np.isin(self.lb, (0, 1)) | self.is_binary & ~np.isin(self.ub, (0, 1)))[
+                    0
+                ]
+            )
+            raise BoundsError(
+                f"binary variable {self.name_of(j)} has bounds [{self.lb[j]}, {self.ub[j]}]; "
+                "binaries take bounds in {0, 1}"
+            )
 
         if self.A is None:
             self.A = sp.csr_matrix((0, n))
@@ -295,7 +305,8 @@ class Problem:
         if bad_strict.any():
             i = int(np.flatnonzero(bad_strict)[0])
             raise ValidationError(
-                f"strict row {self._row_label(i)} needs a positive margin (it means lhs >= rhs + margin); got {self.margin[i]!r}"
+                f"strict row {self._row_label(i)} needs a positive margin (it means lhs >= rhs + margin); "
+                f"got {self.margin[i]!r}"
             )
         eq_strict = self.strict & (self.sense == EQ)
         if eq_strict.any():
@@ -304,7 +315,9 @@ class Problem:
         nonstrict_margin = ~self.strict & (self.margin != 0)
         if nonstrict_margin.any():
             i = int(np.flatnonzero(nonstrict_margin)[0])
-            raise ValidationError(f"non-strict row {self._row_label(i)} has margin {self.margin[i]!r}; only strict rows carry a margin")
+            raise ValidationError(
+                f"non-strict row {self._row_label(i)} has margin {self.margin[i]!r}; only strict rows carry a margin"
+            )
 
         k = _as_1d("relu_in", self.relu_in, None, dtype=np.int64).shape[0]
         self.relu_in = _as_1d("relu_in", self.relu_in, k, dtype=np.int64)
@@ -315,10 +328,15 @@ class Problem:
             bad = (idx < 0) | (idx >= n)
             if bad.any():
                 r = int(np.flatnonzero(bad)[0])
-                raise UnknownVariableError(f"ReLU constraint {r}: {nm} refers to variable {idx[r]}, but variables are 0..{n - 1}")
+                raise UnknownVariableError(
+                    f"ReLU constraint {r}: {nm} refers to variable {idx[r]}, but variables are 0..{n - 1}"
+                )
             if self.is_binary[idx].any():
                 r = int(np.flatnonzero(self.is_binary[idx])[0])
-                raise ValidationError(f"ReLU constraint {r}: {nm} variable {self.name_of(int(idx[r]))} is binary; ReLU constraints link real variables")
+                raise ValidationError(
+                    f"ReLU constraint {r}: {nm} variable {self.name_of(int(idx[r]))} is binary; "
+                    "ReLU constraints link real variables"
+                )
         if k and np.unique(self.relu_out).shape[0] != k:
             raise ValidationError("two ReLU constraints define the same output variable")
         _check_finite("relu_lb", self.relu_lb)
@@ -326,7 +344,10 @@ class Problem:
         inv = self.relu_lb > self.relu_ub
         if inv.any():
             r = int(np.flatnonzero(inv)[0])
-            raise BoundsError(f"ReLU constraint {r} has input bounds [{self.relu_lb[r]!r}, {self.relu_ub[r]!r}] with lower above upper")
+            raise BoundsError(
+                f"ReLU constraint {r} has input bounds [{self.relu_lb[r]!r}, {self.relu_ub[r]!r}] "
+                "with lower above upper"
+            )
 
         self.objective = _as_1d("objective", self.objective if self.objective is not None else 0.0, n)
         _check_finite("objective", self.objective, names)
@@ -440,7 +461,9 @@ class Problem:
         else:
             lhs = self.A @ x
             d = lhs - rhs_eff
-            viol = np.where(self.sense == GE, np.maximum(0.0, -d), np.where(self.sense == LE, np.maximum(0.0, d), np.abs(d)))
+            viol = np.where(
+                self.sense == GE, np.maximum(0.0, -d), np.where(self.sense == LE, np.maximum(0.0, d), np.abs(d))
+            )
             holds = viol <= tol * scale
             objective = float(self.objective @ x + self.objective_constant)
         xin, xout = x[self.relu_in], x[self.relu_out]
@@ -452,7 +475,9 @@ class Problem:
         bviol = np.maximum(0.0, np.maximum(self.lb - x, x - self.ub))
         bviol = np.where(bviol <= tol * np.maximum(1.0, np.maximum(np.abs(self.lb), np.abs(self.ub))), 0.0, bviol)
         integral = ~self.is_binary | (x == 0) | (x == 1)
-        feasible = bool(holds.all() and relu_holds.all() and relu_bounds.all() and (bviol == 0).all() and integral.all())
+        feasible = bool(
+            holds.all() and relu_holds.all() and relu_bounds.all() and (bviol == 0).all() and integral.all()
+        )
         return Evaluation(
             feasible=feasible,
             objective=objective,
@@ -505,6 +530,7 @@ class Problem:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Problem):
             return NotImplemented
+
         def same_sparse(a: sp.csr_matrix | None, b: sp.csr_matrix | None) -> bool:
             if a is None or b is None:
                 return a is None and b is None
@@ -514,13 +540,24 @@ class Problem:
                 and np.array_equal(a.indices, b.indices)
                 and np.array_equal(a.data, b.data)
             )
+
         return (
             self.n_mask == other.n_mask
             and all(
                 np.array_equal(getattr(self, f), getattr(other, f))
                 for f in (
-                    "lb", "ub", "is_binary", "sense", "rhs", "strict", "margin",
-                    "relu_in", "relu_out", "relu_lb", "relu_ub", "objective",
+                    "lb",
+                    "ub",
+                    "is_binary",
+                    "sense",
+                    "rhs",
+                    "strict",
+                    "margin",
+                    "relu_in",
+                    "relu_out",
+                    "relu_lb",
+                    "relu_ub",
+                    "objective",
                 )
             )
             and self.objective_constant == other.objective_constant
@@ -553,23 +590,37 @@ class Problem:
             row_names = list(self.row_names or [f"r{i}" for i in range(self.n_rows)])
             row_names += list(names) if names is not None else [f"r{self.n_rows + i}" for i in range(k)]
         return Problem(
-            n_mask=self.n_mask, lb=self.lb, ub=self.ub, is_binary=self.is_binary,
+            n_mask=self.n_mask,
+            lb=self.lb,
+            ub=self.ub,
+            is_binary=self.is_binary,
             A=sp.vstack([self.A, A], format="csr"),
             sense=np.concatenate([self.sense, self._sense_codes(sense, k)]),
             rhs=np.concatenate([self.rhs, _as_1d("rhs", rhs, k)]),
             strict=np.concatenate([self.strict, _as_1d("strict", strict, k, dtype=bool)]),
             margin=np.concatenate([self.margin, _as_1d("margin", margin, k)]),
-            relu_in=self.relu_in, relu_out=self.relu_out, relu_lb=self.relu_lb, relu_ub=self.relu_ub,
-            objective=self.objective, objective_constant=self.objective_constant,
-            groups=self.groups, input_shape=self.input_shape, var_names=self.var_names,
-            row_names=row_names, metadata=dict(self.metadata),
+            relu_in=self.relu_in,
+            relu_out=self.relu_out,
+            relu_lb=self.relu_lb,
+            relu_ub=self.relu_ub,
+            objective=self.objective,
+            objective_constant=self.objective_constant,
+            groups=self.groups,
+            input_shape=self.input_shape,
+            var_names=self.var_names,
+            row_names=row_names,
+            metadata=dict(self.metadata),
         )
 
     def with_objective_bound(self, bound: float, *, strict: bool = False, margin: float = 0.0) -> Problem:
         """A copy with the row ``objective <= bound`` (or ``< bound`` with the given margin)."""
         return self.with_rows(
-            sp.csr_matrix(self.objective.reshape(1, -1)), LE, [bound - self.objective_constant],
-            strict=[strict], margin=[margin if strict else 0.0], names=["objective_bound"] if self.row_names else None,
+            sp.csr_matrix(self.objective.reshape(1, -1)),
+            LE,
+            [bound - self.objective_constant],
+            strict=[strict],
+            margin=[margin if strict else 0.0],
+            names=["objective_bound"] if self.row_names else None,
         )
 
     def with_nogoods(self, masks: Iterable[Any]) -> Problem:
@@ -635,10 +686,10 @@ class Problem:
         z = np.arange(n, n + ku)
         if ku:
             xu, yu, lu, uu = x[unstable], y[unstable], lo[unstable], hi[unstable]
-            add([yu], [one], GE, np.zeros(ku))                                  # y >= 0
-            add([yu, xu], [one, -one], GE, np.zeros(ku))                        # y - x >= 0
-            add([yu, xu, z], [one, -one, -lu], LE, -lu)                         # y - x - l z <= -l
-            add([yu, z], [one, -uu], LE, np.zeros(ku))                          # y - u z <= 0
+            add([yu], [one], GE, np.zeros(ku))  # y >= 0
+            add([yu, xu], [one, -one], GE, np.zeros(ku))  # y - x >= 0
+            add([yu, xu, z], [one, -one, -lu], LE, -lu)  # y - x - l z <= -l
+            add([yu, z], [one, -uu], LE, np.zeros(ku))  # y - u z <= 0
         new = sp.csr_matrix(
             (np.concatenate(vals), (np.concatenate(rows_i), np.concatenate(rows_j))), shape=(r0, n + ku)
         )
@@ -661,12 +712,17 @@ class Problem:
             rhs=np.concatenate([self.rhs] + rhs),
             strict=np.concatenate([self.strict, np.zeros(r0, dtype=bool)]),
             margin=np.concatenate([self.margin, np.zeros(r0)]),
-            relu_in=np.zeros(0, dtype=np.int64), relu_out=np.zeros(0, dtype=np.int64),
-            relu_lb=np.zeros(0), relu_ub=np.zeros(0),
+            relu_in=np.zeros(0, dtype=np.int64),
+            relu_out=np.zeros(0, dtype=np.int64),
+            relu_lb=np.zeros(0),
+            relu_ub=np.zeros(0),
             objective=np.concatenate([self.objective, np.zeros(ku)]),
             objective_constant=self.objective_constant,
-            groups=self.groups, input_shape=self.input_shape,
-            var_names=var_names, row_names=row_names, metadata=meta,
+            groups=self.groups,
+            input_shape=self.input_shape,
+            var_names=var_names,
+            row_names=row_names,
+            metadata=meta,
         )
 
     # ------------------------------------------------------------------ JSON
@@ -740,7 +796,10 @@ class Problem:
             n = len(v["lb"])
             m = int(lin["shape"][0])
             A = sp.csr_matrix(
-                (np.asarray(lin["val"], dtype=np.float64), (np.asarray(lin["row"], dtype=np.int64), np.asarray(lin["col"], dtype=np.int64))),
+                (
+                    np.asarray(lin["val"], dtype=np.float64),
+                    (np.asarray(lin["row"], dtype=np.int64), np.asarray(lin["col"], dtype=np.int64)),
+                ),
                 shape=(m, int(lin["shape"][1])),
             )
             groups, input_shape = None, None
@@ -749,7 +808,10 @@ class Problem:
                 input_shape = tuple(g["input_shape"])
                 if not g.get("absent"):
                     groups = sp.csr_matrix(
-                        (np.asarray(g["val"], dtype=np.float64), (np.asarray(g["row"], dtype=np.int64), np.asarray(g["col"], dtype=np.int64))),
+                        (
+                            np.asarray(g["val"], dtype=np.float64),
+                            (np.asarray(g["row"], dtype=np.int64), np.asarray(g["col"], dtype=np.int64)),
+                        ),
                         shape=(int(d["n_mask"]), int(np.prod(input_shape))),
                     )
             return cls(
@@ -815,7 +877,9 @@ class Problem:
                 term.append(f"(ite {names[j]} 1.0 0.0)")
             else:
                 out.append(f"(declare-fun {names[j]} () Real)")
-                out.append(f"(assert (and (>= {names[j]} {_smt_num(self.lb[j])}) (<= {names[j]} {_smt_num(self.ub[j])})))")
+                out.append(
+                    f"(assert (and (>= {names[j]} {_smt_num(self.lb[j])}) (<= {names[j]} {_smt_num(self.ub[j])})))"
+                )
                 term.append(names[j])
         A = self.A
         for i in range(self.n_rows):
@@ -829,7 +893,9 @@ class Problem:
             out.append(f"(assert (= {yi} (ite (> {xi} 0.0) {xi} 0.0)))")
             out.append(f"(assert (and (>= {xi} {_smt_num(self.relu_lb[r])}) (<= {xi} {_smt_num(self.relu_ub[r])})))")
         nz = np.flatnonzero(self.objective)
-        obj = _smt_sum([f"(* {_smt_num(self.objective[j])} {term[j]})" for j in nz] + [_smt_num(self.objective_constant)])
+        obj = _smt_sum(
+            [f"(* {_smt_num(self.objective[j])} {term[j]})" for j in nz] + [_smt_num(self.objective_constant)]
+        )
         if objective_bound is not None:
             out.append(f"(assert (<= {obj} {_smt_frac(Fraction(float(objective_bound)))}))")
             out.append("(check-sat)")
@@ -1008,7 +1074,9 @@ class ProblemBuilder:
         lb, ub = np.broadcast_arrays(lb, ub)
         return self._add(lb.shape[0], lb, ub, False, names)
 
-    def add_rows(self, A: Any, sense: Any, rhs: Any, *, strict: Any = False, margin: Any = 0.0, cols: Any = None) -> None:
+    def add_rows(
+        self, A: Any, sense: Any, rhs: Any, *, strict: Any = False, margin: Any = 0.0, cols: Any = None
+    ) -> None:
         """Add linear rows ``A x (sense) rhs``.
 
         ``A`` is dense or sparse with one column per variable, or one column per
@@ -1026,16 +1094,19 @@ class ProblemBuilder:
             width = max(self._n, int(cols.max()) + 1 if cols.size else 0)
             M = sp.coo_matrix((M.data, (M.row, cols[M.col])), shape=(k, width))
         s = Problem._sense_codes(sense, k)
-        self._blocks.append(
-            (M, s, rhs, _as_1d("strict", strict, k, dtype=bool), _as_1d("margin", margin, k))
-        )
+        self._blocks.append((M, s, rhs, _as_1d("strict", strict, k, dtype=bool), _as_1d("margin", margin, k)))
 
     def add_relu(self, out: Any, inp: Any, lb: Any, ub: Any) -> None:
         """Add ReLU constraints ``x[out] = max(0, x[inp])`` with sound bounds ``lb <= x[inp] <= ub``."""
         out = np.atleast_1d(np.asarray(out, dtype=np.int64))
         k = out.shape[0]
         self._relu.append(
-            (out, _as_1d("relu_in", np.atleast_1d(inp), k, dtype=np.int64), _as_1d("relu_lb", lb, k), _as_1d("relu_ub", ub, k))
+            (
+                out,
+                _as_1d("relu_in", np.atleast_1d(inp), k, dtype=np.int64),
+                _as_1d("relu_lb", lb, k),
+                _as_1d("relu_ub", ub, k),
+            )
         )
 
     def set_objective(self, idx: Any, coef: Any, constant: float = 0.0) -> None:
@@ -1052,7 +1123,9 @@ class ProblemBuilder:
         mats, sense, rhs, strict, margin = [], [], [], [], []
         for M, s, r, st, mg in self._blocks:
             if M.shape[1] > n and M.nnz and M.col.max() >= n:
-                raise UnknownVariableError(f"a constraint refers to variable {int(M.col.max())}, but only {n} variables exist")
+                raise UnknownVariableError(
+                    f"a constraint refers to variable {int(M.col.max())}, but only {n} variables exist"
+                )
             mats.append(sp.coo_matrix((M.data, (M.row, M.col)), shape=(M.shape[0], n)) if M.shape[1] != n else M)
             sense.append(s)
             rhs.append(r)
@@ -1064,7 +1137,11 @@ class ProblemBuilder:
             if not 0 <= j < n:
                 raise UnknownVariableError(f"objective refers to variable {j}, but only {n} variables exist")
             obj[j] = c
-        relu = [np.concatenate(parts) if parts else np.zeros(0) for parts in zip(*self._relu)] if self._relu else [np.zeros(0, dtype=np.int64)] * 2 + [np.zeros(0)] * 2
+        relu = (
+            [np.concatenate(parts) if parts else np.zeros(0) for parts in zip(*self._relu)]
+            if self._relu
+            else [np.zeros(0, dtype=np.int64)] * 2 + [np.zeros(0)] * 2
+        )
         return Problem(
             n_mask=self._n_mask,
             lb=np.concatenate(self._lb) if self._lb else np.zeros(0),
@@ -1075,7 +1152,10 @@ class ProblemBuilder:
             rhs=np.concatenate(rhs) if rhs else np.zeros(0),
             strict=np.concatenate(strict) if strict else np.zeros(0, dtype=bool),
             margin=np.concatenate(margin) if margin else np.zeros(0),
-            relu_out=relu[0], relu_in=relu[1], relu_lb=relu[2], relu_ub=relu[3],
+            relu_out=relu[0],
+            relu_in=relu[1],
+            relu_lb=relu[2],
+            relu_ub=relu[3],
             objective=obj,
             objective_constant=self._obj_const,
             groups=self._groups,

@@ -162,9 +162,16 @@ class Explanation:
         elif p.suffix == ".json":
             p.write_text(json.dumps(self.to_dict(), indent=2))
         elif p.suffix == ".npz":
-            np.savez_compressed(p, mask=self.mask, saliency=self.saliency, base_map=self.base_map,
-                                mask_groups=self.mask_groups, input=self.input, neurons=self.neurons,
-                                scores=self.scores)
+            np.savez_compressed(
+                p,
+                mask=self.mask,
+                saliency=self.saliency,
+                base_map=self.base_map,
+                mask_groups=self.mask_groups,
+                input=self.input,
+                neurons=self.neurons,
+                scores=self.scores,
+            )
         else:
             raise ValidationError(f"cannot save to {str(p)!r}: use a .png, .json or .npz path")
         return p
@@ -182,7 +189,9 @@ def _as_input(x: Any) -> torch.Tensor:
         )
     if x.dim() == 4:
         if x.shape[0] != 1:
-            raise ShapeError(f"explain() takes one input, got a batch of {x.shape[0]}; use MinimalMask.attribute for batches")
+            raise ShapeError(
+                f"explain() takes one input, got a batch of {x.shape[0]}; use MinimalMask.attribute for batches"
+            )
         x = x[0]
     if x.dim() != 3:
         raise ShapeError(f"the input must have shape (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
@@ -273,15 +282,24 @@ def explain(
     if isinstance(target, torch.Tensor):
         target = int(target.item())
     if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= int(target) < n_classes:
-        raise ValidationError(f"target {target!r} is out of range: the model has {n_classes} classes (0..{n_classes - 1})")
+        raise ValidationError(
+            f"target {target!r} is out of range: the model has {n_classes} classes (0..{n_classes - 1})"
+        )
     target = int(target)
 
     layer = find_first_layer(model, cfg.first_layer, example_input=xb)
     x_np = xt.double().numpy()
     pre = layer.preactivations(x_np)
     hook_name, _ = hook_point(model, xb, layer.module_names)
-    scores = score_neurons(model, xb, target, dict(model.named_modules())[hook_name], method=cfg.scoring,
-                           steps=cfg.ig_steps, batch=cfg.ig_batch)
+    scores = score_neurons(
+        model,
+        xb,
+        target,
+        dict(model.named_modules())[hook_name],
+        method=cfg.scoring,
+        steps=cfg.ig_steps,
+        batch=cfg.ig_batch,
+    )
     selection: Selection = select_neurons(scores, pre, cfg.top_k)
     stats["scoring_time"] = time.perf_counter() - t0
     if selection.imposed < cfg.top_k:
@@ -310,14 +328,29 @@ def explain(
         b.add_rows(C, ">=", cfg.gamma * orig - d, strict=True, margin=cfg.margin * orig)
     weights = group_areas(ids).astype(np.float64) if cfg.objective == "area" else np.ones(n_groups)
     b.set_objective(mv, weights)
-    b.metadata.update({"kind": "smug-first-layer", "first_layer": layer.name, "target": target,
-                       "gamma": cfg.gamma, "neurons": neurons.tolist()})
+    b.metadata.update(
+        {
+            "kind": "smug-first-layer",
+            "first_layer": layer.name,
+            "target": target,
+            "gamma": cfg.gamma,
+            "neurons": neurons.tolist(),
+        }
+    )
     problem = b.build()
     stats["build_time"] = time.perf_counter() - t1
 
     # ---- solve
-    sol = solve(problem, cfg.backend, time_limit=cfg.time_limit, seed=cfg.seed, threads=cfg.threads,
-                num_solutions=cfg.num_solutions, verbose=cfg.verbose, **cfg.backend_options)
+    sol = solve(
+        problem,
+        cfg.backend,
+        time_limit=cfg.time_limit,
+        seed=cfg.seed,
+        threads=cfg.threads,
+        num_solutions=cfg.num_solutions,
+        verbose=cfg.verbose,
+        **cfg.backend_options,
+    )
     spatial = tuple(x_np.shape[1:])
     if sol.mask is not None:
         mask_groups = sol.mask.astype(np.int8)
@@ -348,24 +381,27 @@ def explain(
     base_map = _base_map(rf, scores[neurons], cfg.saliency, spatial)
     saliency = mask * base_map
 
-    stats.update({
-        "solve_time": sol.solve_time,
-        "solver_build_time": sol.build_time,
-        "variables": problem.n_vars,
-        "constraints": problem.n_rows,
-        "nonzeros": int(problem.A.nnz),
-        "objective": sol.objective,
-        "bound": sol.bound,
-        "gap": sol.gap,
-        "backend": sol.backend,
-        "version": sol.version,
-        "seed": cfg.seed,
-        "first_layer": layer.name,
-        "scored_at": hook_name,
-        "eligible_neurons": selection.eligible,
-        "max_replay_margin": float(np.min(pre_replay[1, neurons] - cfg.gamma * pre_replay[0, neurons]))
-        if neurons.size else None,
-    })
+    stats.update(
+        {
+            "solve_time": sol.solve_time,
+            "solver_build_time": sol.build_time,
+            "variables": problem.n_vars,
+            "constraints": problem.n_rows,
+            "nonzeros": int(problem.A.nnz),
+            "objective": sol.objective,
+            "bound": sol.bound,
+            "gap": sol.gap,
+            "backend": sol.backend,
+            "version": sol.version,
+            "seed": cfg.seed,
+            "first_layer": layer.name,
+            "scored_at": hook_name,
+            "eligible_neurons": selection.eligible,
+            "max_replay_margin": float(np.min(pre_replay[1, neurons] - cfg.gamma * pre_replay[0, neurons]))
+            if neurons.size
+            else None,
+        }
+    )
     return Explanation(
         mask=mask,
         saliency=saliency,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import Backend, Incumbent, SolveParams, Solution, Status
+from .backends.base import Backend, Incumbent, Solution, SolveParams, Status
 from .backends.registry import get_backend, require_installed
 from .errors import SmugError
 from .ir import Problem
@@ -76,7 +76,9 @@ def solve(
     base = params or SolveParams()
     overrides = {
         k: v
-        for k, v in dict(time_limit=time_limit, seed=seed, threads=threads, num_solutions=num_solutions, verbose=verbose).items()
+        for k, v in dict(
+            time_limit=time_limit, seed=seed, threads=threads, num_solutions=num_solutions, verbose=verbose
+        ).items()
         if v is not None
     }
     params = replace(base, **overrides) if overrides else base
@@ -120,7 +122,9 @@ def _finish(sol: Solution, be: Backend, problem: Problem, params: SolveParams) -
     sol.finish_gap()
 
 
-def _enumerate(sol: Solution, be: Backend, problem: Problem, params: SolveParams, isolate: bool, t_start: float) -> None:
+def _enumerate(
+    sol: Solution, be: Backend, problem: Problem, params: SolveParams, isolate: bool, t_start: float
+) -> None:
     assert sol.objective is not None and sol.assignment is not None
     opt = sol.objective
     if problem.objective_is_integral:

@@ -21,7 +21,7 @@ def test_toml_loading(tmp_path):
     assert (c.backend, c.top_k, c.gamma, c.window) == ("z3", 25, 0.3, (2, 3))
     assert c.backend_options == {"encoding": "x"}
     q = tmp_path / "nested.toml"
-    q.write_text('[smug]\ntop_k = 7\n')
+    q.write_text("[smug]\ntop_k = 7\n")
     assert Config.from_toml(q).top_k == 7
 
 

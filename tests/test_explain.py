@@ -14,7 +14,14 @@ from torch import nn
 import smug
 from smug.config import Config
 from smug.data import load_digits
-from smug.errors import BackendNotInstalledError, ConfigError, NonFiniteError, ShapeError, UnknownBackendError, ValidationError
+from smug.errors import (
+    BackendNotInstalledError,
+    ConfigError,
+    NonFiniteError,
+    ShapeError,
+    UnknownBackendError,
+    ValidationError,
+)
 from smug.saliency import MinimalMask, explain
 
 
@@ -112,7 +119,7 @@ def test_replay_holds_and_saliency_follows_the_rule(digits_cnn, test_images):
     oc, oh, ow = np.unravel_index(e.neurons, (4, 8, 8))
     expect = np.zeros((8, 8))
     covered = np.zeros((8, 8), bool)
-    for c, i, j, s in zip(oc, oh, ow, e.scores[e.neurons]):
+    for _c, i, j, s in zip(oc, oh, ow, e.scores[e.neurons]):
         for di in (-1, 0, 1):
             for dj in (-1, 0, 1):
                 r, q = i + di, j + dj
@@ -153,7 +160,9 @@ def test_minimal_mask_captum_style(digits_cnn, test_images):
     assert [e.target for e in mm.explanations] == list(ys[:3])
     for i, e in enumerate(mm.explanations):
         assert torch.equal(attr[i, 0], torch.from_numpy(e.saliency).float())
-    attr2 = mm.attribute(xs[:2], baselines=torch.zeros_like(xs[:2]), feature_mask=torch.zeros(1, 1, 8, 8, dtype=torch.long))
+    attr2 = mm.attribute(
+        xs[:2], baselines=torch.zeros_like(xs[:2]), feature_mask=torch.zeros(1, 1, 8, 8, dtype=torch.long)
+    )
     assert attr2.shape == xs[:2].shape
     with pytest.raises(ShapeError, match="batch"):
         mm.attribute(xs[0])

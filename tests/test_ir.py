@@ -166,9 +166,20 @@ def test_relu_evaluation():
 
 def test_features_kept_maps_groups_to_input():
     G = sp.csr_matrix(np.array([[1, 1, 0, 0], [0, 0, 1, 1]], dtype=float))
-    p = small_problem(n_mask=2, lb=np.zeros(2), ub=np.ones(2), is_binary=np.ones(2, bool),
-                      A=sp.csr_matrix((0, 2)), sense=[], rhs=[], strict=[], margin=[],
-                      objective=[1, 1], groups=G, input_shape=(2, 2))
+    p = small_problem(
+        n_mask=2,
+        lb=np.zeros(2),
+        ub=np.ones(2),
+        is_binary=np.ones(2, bool),
+        A=sp.csr_matrix((0, 2)),
+        sense=[],
+        rhs=[],
+        strict=[],
+        margin=[],
+        objective=[1, 1],
+        groups=G,
+        input_shape=(2, 2),
+    )
     assert p.features_kept([1, 0]).tolist() == [[1, 1], [0, 0]]
     assert p.features_kept([0, 1]).tolist() == [[0, 0], [1, 1]]
 
@@ -191,8 +202,13 @@ def test_json_round_trip_with_relus(case):
 
 def test_json_round_trip_with_groups_names_and_metadata(tmp_path):
     G = sp.csr_matrix(np.eye(3, 4))
-    p = small_problem(groups=G, input_shape=(1, 2, 2), var_names=["a", "b", "c", "d"],
-                      row_names=["keep0", "link"], metadata={"model": "mlp", "k": [1, 2]})
+    p = small_problem(
+        groups=G,
+        input_shape=(1, 2, 2),
+        var_names=["a", "b", "c", "d"],
+        row_names=["keep0", "link"],
+        metadata={"model": "mlp", "k": [1, 2]},
+    )
     path = tmp_path / "p.json"
     p.to_json(str(path))
     q = Problem.from_json(str(path))
@@ -240,7 +256,7 @@ def test_linearized_relus_accept_the_forward_pass_with_its_phases(case):
         phase = (x[p.relu_in[unstable]] > 0).astype(float)
         full = np.concatenate([x, phase])
         assert lin.evaluate(full).linear_holds[: p.n_rows].tolist() == p.evaluate(x).linear_holds.tolist()
-        assert lin.evaluate(full).linear_holds[p.n_rows:].all()
+        assert lin.evaluate(full).linear_holds[p.n_rows :].all()
         # the wrong phase for an active-but-unstable ReLU is cut off
         flip = np.flatnonzero(np.abs(x[p.relu_in[unstable]]) > 1e-6)
         if flip.size:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -87,7 +88,9 @@ class SolveParams:
 
     def __post_init__(self) -> None:
         tl = self.time_limit
-        if tl is not None and (isinstance(tl, bool) or not isinstance(tl, (int, float)) or not math.isfinite(tl) or tl <= 0):
+        if tl is not None and (
+            isinstance(tl, bool) or not isinstance(tl, (int, float)) or not math.isfinite(tl) or tl <= 0
+        ):
             raise ValidationError(f"time_limit must be a positive number of seconds or None, got {tl!r}")
         for name, lo in (("seed", 0), ("threads", 1), ("num_solutions", 1)):
             v = getattr(self, name)
@@ -287,9 +290,7 @@ class Backend(ABC):
                 f"set threads={caps.max_threads}"
             )
         if not caps.seed and not caps.deterministic and params.seed != 0:
-            raise UnsupportedParameterError(
-                f"backend {self.name!r} cannot take a random seed; leave seed=0"
-            )
+            raise UnsupportedParameterError(f"backend {self.name!r} cannot take a random seed; leave seed=0")
 
     # -- solving ---------------------------------------------------------
     @abstractmethod

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import BackendNotInstalledError, UnknownBackendError
 from .base import Backend

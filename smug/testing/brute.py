@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -38,7 +38,9 @@ def brute_force(
     """
     bins = np.flatnonzero(problem.is_binary)
     if bins.size > MAX_BRUTE_FORCE_BINARIES:
-        raise ValidationError(f"brute force over {bins.size} binaries is too large (at most {MAX_BRUTE_FORCE_BINARIES})")
+        raise ValidationError(
+            f"brute force over {bins.size} binaries is too large (at most {MAX_BRUTE_FORCE_BINARIES})"
+        )
     if problem.n_real and complete is None:
         raise ValidationError("the problem has real variables: pass complete= to compute them from the binaries")
     best: float | None = None

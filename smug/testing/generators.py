@@ -36,7 +36,9 @@ def _window_groups(side: int, window: int) -> sp.csr_matrix:
     cells = -(-side // window)
     r, c = np.mgrid[0:side, 0:side]
     gid = (r // window) * cells + (c // window)
-    return sp.csr_matrix((np.ones(side * side), (gid.ravel(), np.arange(side * side))), shape=(cells * cells, side * side))
+    return sp.csr_matrix(
+        (np.ones(side * side), (gid.ravel(), np.arange(side * side))), shape=(cells * cells, side * side)
+    )
 
 
 def smug_like_problem(
@@ -105,6 +107,15 @@ def smug_like_problem(
     A = np.vstack(rows)
     b.add_rows(sp.csr_matrix(A), ">=", np.array(rhs), strict=True, margin=margin)
     b.set_objective(m, 1.0)
-    b.metadata.update({"generator": "smug_like_problem", "n_mask": n_mask, "n_rows": n_rows, "kind": kind,
-                       "seed": seed, "gamma": gamma, "window": window})
+    b.metadata.update(
+        {
+            "generator": "smug_like_problem",
+            "n_mask": n_mask,
+            "n_rows": n_rows,
+            "kind": kind,
+            "seed": seed,
+            "gamma": gamma,
+            "window": window,
+        }
+    )
     return b.build()

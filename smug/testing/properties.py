@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -37,7 +37,9 @@ def assert_matches_brute_force(
     opt, _ = brute_force(problem, complete)
     name = solution.backend
     if opt is None:
-        assert solution.status == Status.INFEASIBLE, f"{name}: brute force says infeasible, backend says {solution.status}"
+        assert solution.status == Status.INFEASIBLE, (
+            f"{name}: brute force says infeasible, backend says {solution.status}"
+        )
         return
     assert solution.status == Status.OPTIMAL, (
         f"{name}: brute force optimum {opt}, backend status {solution.status} ({solution.message})"

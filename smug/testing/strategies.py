@@ -15,8 +15,8 @@ readable counterexamples.  Typical use::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from hypothesis import strategies as st
@@ -114,9 +114,7 @@ def covering_problems(
     if is_sparse:
         keep = draw(hnp.arrays(np.bool_, (m, n)))
         A = np.where(keep, A, 0.0)
-    senses = np.array(
-        [draw(st.sampled_from([GE, LE])) if allow_le else GE for _ in range(m)], dtype=np.int8
-    )
+    senses = np.array([draw(st.sampled_from([GE, LE])) if allow_le else GE for _ in range(m)], dtype=np.int8)
     full = A.sum(axis=1)
     if feasible_bias:
         frac = draw(hnp.arrays(np.float64, m, elements=st.floats(0.0, 1.0)))

@@ -1,0 +1,355 @@
+"""Reference MNIST models, trained deterministically by smug's own code.
+
+* :func:`mnist_mlp` -- the SMUG paper's MLP 784-32-10.
+* :func:`mnist_cnn` -- a small CNN whose first layer is ``Conv2d(1, 16, 5)``.
+* :func:`train` -- train one of them on the 60k MNIST train split.
+* :func:`pretrained` -- load trained weights from the cache, training and
+  caching them on first use.
+* :func:`model_metrics` -- the metrics recorded when the cached weights were
+  trained.
+
+Weights live outside the repository, in ``$SMUG_CACHE_DIR`` if set, else
+``~/.cache/smug/models`` (see :func:`cache_dir`), as ``<name>.pt`` (a
+``state_dict``) with ``<name>.json`` (the metrics) beside it. Files are written
+atomically, so a killed run never leaves a half-written cache, and a cache file
+that cannot be loaded is retrained with a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from smug.data import load_mnist
+from smug.errors import ValidationError
+
+__all__ = [
+    "MODEL_NAMES",
+    "cache_dir",
+    "mnist_cnn",
+    "mnist_mlp",
+    "model_metrics",
+    "pretrained",
+    "train",
+]
+
+
+def mnist_mlp() -> nn.Sequential:
+    """Build an untrained copy of the SMUG paper's MNIST MLP, 784-32-10.
+
+    ``Flatten -> Linear(784, 32) -> ReLU -> Linear(32, 10)``; takes ``(B, 1, 28, 28)``
+    (or ``(B, 784)``) inputs in ``[0, 1]`` and returns ``(B, 10)`` logits.
+    """
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def mnist_cnn() -> nn.Sequential:
+    """Build an untrained copy of smug's small MNIST CNN.
+
+    ``Conv2d(1, 16, 5) -> ReLU -> MaxPool2d(2) -> Conv2d(16, 32, 5) -> ReLU ->
+    MaxPool2d(2) -> Flatten -> Linear(512, 64) -> ReLU -> Linear(64, 10)``; takes
+    ``(B, 1, 28, 28)`` inputs in ``[0, 1]`` and returns ``(B, 10)`` logits.
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 5),  # 28 -> 24
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 24 -> 12
+        nn.Conv2d(16, 32, 5),  # 12 -> 8
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # 8 -> 4
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
+
+
+_BUILDERS: dict[str, Callable[[], nn.Sequential]] = {
+    "mnist_mlp": mnist_mlp,
+    "mnist_cnn": mnist_cnn,
+}
+
+#: Names accepted by :func:`train`, :func:`pretrained` and :func:`model_metrics`.
+MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+
+# Training recipe per model: epochs, batch size, Adam learning rate.
+_RECIPES: dict[str, dict[str, Any]] = {
+    "mnist_mlp": {"epochs": 20, "batch_size": 128, "lr": 1e-3},
+    "mnist_cnn": {"epochs": 5, "batch_size": 128, "lr": 1e-3},
+}
+
+_EVAL_BATCH = 1000
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or name not in _BUILDERS:
+        raise ValidationError(f"unknown model name {name!r}; known names: {list(MODEL_NAMES)}")
+    return name
+
+
+def cache_dir() -> Path:
+    """Return the directory cached weights live in (it need not exist yet).
+
+    ``$SMUG_CACHE_DIR`` if that environment variable is set and non-empty, else
+    ``~/.cache/smug/models``.
+    """
+    env = os.environ.get("SMUG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "smug" / "models"
+
+
+def _weights_path(name: str) -> Path:
+    return cache_dir() / f"{name}.pt"
+
+
+def _metrics_path(name: str) -> Path:
+    return cache_dir() / f"{name}.json"
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms() -> Iterator[None]:
+    """Turn on ``torch.use_deterministic_algorithms`` for the block, then restore the old mode."""
+    was_enabled = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_enabled, warn_only=was_warn_only)
+
+
+def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(images), _EVAL_BATCH):
+            logits = model(images[start : start + _EVAL_BATCH])
+            correct += int((logits.argmax(dim=1) == labels[start : start + _EVAL_BATCH]).sum())
+    return correct / len(images)
+
+
+def _as_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    # load_mnist returns read-only cached arrays; copy so torch gets writable memory.
+    return torch.from_numpy(np.array(images)), torch.from_numpy(np.array(labels))
+
+
+def train(
+    name: str,
+    *,
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    max_train_samples: int | None = None,
+    max_test_samples: int | None = None,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train a reference model on the MNIST train split, deterministically.
+
+    Weights are initialised after ``torch.manual_seed(seed)`` and mini-batches
+    are shuffled by a ``torch.Generator`` seeded with ``seed``, with
+    ``torch.use_deterministic_algorithms(True)`` in force; the global torch RNG
+    and the deterministic-algorithms mode are restored afterwards, so the
+    caller's state is untouched. Two runs with the same arguments on the same
+    machine, torch version and thread count give identical weights. Optimiser:
+    Adam (learning rate 1e-3), batch size 128, cross-entropy loss.
+
+    Args:
+        name: one of :data:`MODEL_NAMES`.
+        epochs: passes over the training data; ``None`` uses the model's default
+            (20 for ``mnist_mlp``, 5 for ``mnist_cnn``).
+        seed: seed of the initialisation and of the shuffling.
+        progress: show a tqdm progress bar.
+        max_train_samples: train on only the first this-many training images
+            (for quick tests); ``None`` uses all 60000.
+        max_test_samples: measure ``test_accuracy`` on only the first this-many
+            test images (for quick tests); ``None`` uses all 10000.
+
+    Returns:
+        ``(model, metrics)``: the trained model in eval mode, and
+        ``{"test_accuracy", "train_seconds", "epochs", "seed", "torch_version",
+        "train_samples", "test_samples", "batch_size", "learning_rate"}`` where
+        ``test_accuracy`` is measured on the MNIST test split (all 10000 images
+        unless ``max_test_samples`` says otherwise).
+
+    Raises:
+        ValueError: unknown ``name``, or ``epochs`` / ``max_train_samples`` /
+            ``max_test_samples`` not a positive integer.
+    """
+    _check_name(name)
+    recipe = _RECIPES[name]
+    n_epochs = recipe["epochs"] if epochs is None else epochs
+    if isinstance(n_epochs, bool) or not isinstance(n_epochs, int) or n_epochs < 1:
+        raise ValidationError(f"epochs must be a positive integer or None, got {epochs!r}")
+    for arg, value in (
+        ("max_train_samples", max_train_samples),
+        ("max_test_samples", max_test_samples),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValidationError(f"{arg} must be a positive integer or None, got {value!r}")
+    batch_size: int = recipe["batch_size"]
+    lr: float = recipe["lr"]
+
+    train_images, train_labels = load_mnist("train")
+    x_train, y_train = _as_tensors(train_images[:max_train_samples], train_labels[:max_train_samples])
+    test_images, test_labels = load_mnist("test")
+    x_test, y_test = _as_tensors(test_images[:max_test_samples], test_labels[:max_test_samples])
+    n_train = len(x_train)
+    batches_per_epoch = (n_train + batch_size - 1) // batch_size
+
+    # The seeded init and shuffling generator fix every random choice; deterministic algorithms
+    # rule out nondeterministic kernels. Both are restored on exit. (The flag is cheap here:
+    # the torch._dynamo import it triggers is one torch.optim.Adam pays anyway.)
+    with torch.random.fork_rng(devices=[]), _deterministic_algorithms():
+        torch.manual_seed(seed)
+        model = _BUILDERS[name]().float()
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        loss_fn = nn.CrossEntropyLoss()
+        shuffle = torch.Generator().manual_seed(seed)
+
+        start = time.perf_counter()
+        model.train()
+        with tqdm(
+            total=n_epochs * batches_per_epoch,
+            desc=f"training {name}",
+            unit="batch",
+            disable=not progress,
+        ) as bar:
+            for epoch in range(n_epochs):
+                order = torch.randperm(n_train, generator=shuffle)
+                for b in range(batches_per_epoch):
+                    idx = order[b * batch_size : (b + 1) * batch_size]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(x_train[idx]), y_train[idx])
+                    loss.backward()
+                    optimizer.step()
+                    bar.update(1)
+                    if b % 50 == 0 or b == batches_per_epoch - 1:
+                        bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+        train_seconds = time.perf_counter() - start
+        model.eval()
+        test_accuracy = _accuracy(model, x_test, y_test)
+
+    metrics: dict[str, Any] = {
+        "test_accuracy": test_accuracy,
+        "train_seconds": round(train_seconds, 3),
+        "epochs": n_epochs,
+        "seed": seed,
+        "torch_version": torch.__version__,
+        "train_samples": n_train,
+        "test_samples": len(x_test),
+        "batch_size": batch_size,
+        "learning_rate": lr,
+    }
+    return model, metrics
+
+
+def _atomic_write(path: Path, write: Callable[[Any], object], *, binary: bool) -> None:
+    """Write via ``write(file)`` to a temp file in ``path``'s directory, then ``os.replace`` it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a cache is ordinary readable data
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _save(name: str, model: nn.Module, metrics: dict[str, Any]) -> None:
+    # Metrics first, weights last: the weights file appearing is the commit point.
+    _atomic_write(
+        _metrics_path(name),
+        lambda fh: fh.write(json.dumps({"name": name, **metrics}, indent=2) + "\n"),
+        binary=False,
+    )
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic_write(_weights_path(name), lambda fh: torch.save(state, fh), binary=True)
+
+
+def _load(name: str) -> nn.Module:
+    state = torch.load(_weights_path(name), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise TypeError(f"expected a state_dict, found {type(state).__name__}")
+    model = _BUILDERS[name]()
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def pretrained(name: str, *, retrain: bool = False, progress: bool = True) -> nn.Module:
+    """Return a trained reference model, training and caching it on first use.
+
+    Loads ``<cache_dir()>/<name>.pt`` if it exists; otherwise (or when
+    ``retrain`` is true) calls :func:`train` with the default recipe and seed 0,
+    then saves the weights and the metrics (``<name>.json``) atomically. A cache
+    file that cannot be loaded (corrupt, or from a different architecture) is
+    retrained and overwritten with a ``RuntimeWarning``.
+
+    Args:
+        name: one of :data:`MODEL_NAMES` (``"mnist_mlp"``, ``"mnist_cnn"``).
+        retrain: ignore the cache, train afresh and overwrite it.
+        progress: show a tqdm progress bar while training.
+
+    Returns:
+        The model (``nn.Sequential``, float32, CPU) in eval mode.
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    _check_name(name)
+    weights = _weights_path(name)
+    if not retrain and weights.exists():
+        try:
+            model = _load(name)
+        except Exception as exc:  # noqa: BLE001 -- corrupt or incompatible cache: retrain
+            warnings.warn(
+                f"cached weights {weights} could not be loaded ({type(exc).__name__}: {exc}); "
+                f"retraining {name!r} and overwriting the cache",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
+            return model.float().eval()
+
+    model, metrics = train(name, progress=progress)
+    _save(name, model, metrics)
+    return model.float().eval()
+
+
+def model_metrics(name: str) -> dict[str, Any]:
+    """Return the metrics recorded when the cached ``name`` weights were trained.
+
+    The dict read from ``<cache_dir()>/<name>.json``: ``test_accuracy``,
+    ``train_seconds``, ``epochs``, ``seed``, ``torch_version`` and more (see
+    :func:`train`).
+
+    Raises:
+        ValueError: unknown ``name``.
+        FileNotFoundError: nothing cached yet; call :func:`pretrained` first.
+    """
+    _check_name(name)
+    path = _metrics_path(name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no cached metrics for {name!r} at {path}; call smug.models.pretrained({name!r}) "
+            f"first, or pretrained({name!r}, retrain=True) if its weights are cached without them"
+        ) from None
+    metrics: dict[str, Any] = json.loads(text)
+    return metrics
