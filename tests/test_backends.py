@@ -101,12 +101,12 @@ def test_enumerated_alternatives_are_distinct_and_optimal(backend, problem):
 
 
 def hard_problem(n: int = 120, rows: int = 30, seed: int = 1):
-    """Dense 0-1 knapsack-like rows with a tight threshold: hard for every exact method."""
+    """Dense 0-1 covering rows with weighted objective: feasible (all ones), hard for the SMT encodings."""
     rng = np.random.default_rng(seed)
     b = smug.ProblemBuilder()
     m = b.add_mask(n)
-    A = rng.normal(size=(rows, n))
-    b.add_rows(A, ">=", 0.35 * np.maximum(A, 0).sum(axis=1) + 0.1 * A.sum(axis=1), strict=True, margin=1e-6)
+    A = rng.uniform(0.0, 1.0, size=(rows, n))
+    b.add_rows(A, ">=", 0.5 * A.sum(axis=1), strict=True, margin=1e-6)
     b.set_objective(m, rng.integers(1, 20, size=n).astype(float))
     return b.build()
 

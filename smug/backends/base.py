@@ -239,16 +239,18 @@ class Solution:
 class Backend(ABC):
     """A solver family's adapter.  Subclass and register it (see :mod:`smug.backends.registry`).
 
-    Class attributes a subclass sets:
-        family: registry prefix, for example ``"ortools"``.
-        capabilities: a :class:`Capabilities`.
+    Attributes a subclass sets:
+        family: registry prefix, for example ``"ortools"`` (class attribute).
+        capabilities: a :class:`Capabilities`; a class attribute, which an
+            instance may override when they depend on its options (for example
+            the solver behind a MILP backend).
 
     Instances carry ``name`` (the full registered name, such as
     ``"ortools:scip"``) and backend-specific ``options``.
     """
 
     family: ClassVar[str] = ""
-    capabilities: ClassVar[Capabilities]
+    capabilities: Capabilities
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
         self.name = name or self.family
