@@ -32,11 +32,11 @@ from .backends.base import Solution, Status
 from .config import Config
 from .encoders import feature_groups, find_first_layer, group_areas, groups_matrix, make_baseline
 from .errors import ConfigError, NonFiniteError, ShapeError, ValidationError
-from .ir import ProblemBuilder
+from .ir import Problem, ProblemBuilder
 from .selection import Selection, hook_point, score_neurons, select_neurons
 from .solve import solve
 
-__all__ = ["Explanation", "explain", "MinimalMask"]
+__all__ = ["Explanation", "explain", "explanation_problem", "MinimalMask"]
 
 
 @dataclass
@@ -236,33 +236,33 @@ def _base_map(rf: sp.csr_matrix, scores: np.ndarray, rule: str, spatial: tuple[i
 
 
 # ------------------------------------------------------------------ explain
-def explain(
+@dataclass
+class _Prepared:
+    """Everything computed before the solve (shared by :func:`explain` and :func:`explanation_problem`)."""
+
+    cfg: Config
+    model: nn.Module
+    x_np: np.ndarray
+    layer: Any
+    hook_name: str
+    scores: np.ndarray
+    selection: Selection
+    base_arr: np.ndarray
+    prediction: int
+    target: int
+    problem: Any
+    stats: dict[str, Any]
+
+
+def _prepare(
     model: nn.Module,
     x: Any,
-    target: int | None = None,
-    config: Config | None = None,
-    *,
-    baseline: Any = None,
-    feature_mask: Any = None,
-    **overrides: Any,
-) -> Explanation:
-    """Explain ``model``'s prediction on ``x`` by a minimal mask (the SMUG method).
-
-    Args:
-        model: a PyTorch classifier returning logits; its first layer must be
-            ``Linear`` (after ``Flatten``) or ``Conv2d`` (BatchNorm folded).
-        x: one input, shape (C, H, W) or (1, C, H, W), floating point.
-        target: the class to explain (default: the predicted class).
-        config: a :class:`~smug.config.Config`; ``**overrides`` replace its fields
-            (for example ``backend="z3", top_k=20``).
-        baseline: the value masked features take, overriding ``config.baseline``:
-            ``"zero"``, ``"mean"``, a number, or a tensor shaped like ``x``.
-        feature_mask: Captum-style integer segment map (superpixels) shaped like
-            ``x`` or its spatial dims; replaces the window grouping.
-
-    Returns:
-        An :class:`Explanation`.
-    """
+    target: int | None,
+    config: Config | None,
+    baseline: Any,
+    feature_mask: Any,
+    overrides: dict[str, Any],
+) -> _Prepared:
     cfg = (config or Config()).merged(**overrides) if overrides else (config or Config())
     if cfg.gamma + cfg.margin >= 1:
         raise ConfigError(f"gamma ({cfg.gamma}) + margin ({cfg.margin}) must be below 1, or no mask can satisfy it")
@@ -339,6 +339,62 @@ def explain(
     )
     problem = b.build()
     stats["build_time"] = time.perf_counter() - t1
+    return _Prepared(
+        cfg, model, x_np, layer, hook_name, scores, selection, base_arr, prediction, target, problem, stats
+    )
+
+
+def explanation_problem(
+    model: nn.Module,
+    x: Any,
+    target: int | None = None,
+    config: Config | None = None,
+    *,
+    baseline: Any = None,
+    feature_mask: Any = None,
+    **overrides: Any,
+) -> Problem:
+    """The IR problem :func:`explain` would solve, without solving it.
+
+    For backend comparison studies: score and encode once, then hand the same
+    problem to every backend with :func:`smug.solve`.  Arguments as for :func:`explain`.
+    """
+    return _prepare(model, x, target, config, baseline, feature_mask, overrides).problem
+
+
+def explain(
+    model: nn.Module,
+    x: Any,
+    target: int | None = None,
+    config: Config | None = None,
+    *,
+    baseline: Any = None,
+    feature_mask: Any = None,
+    **overrides: Any,
+) -> Explanation:
+    """Explain ``model``'s prediction on ``x`` by a minimal mask (the SMUG method).
+
+    Args:
+        model: a PyTorch classifier returning logits; its first layer must be
+            ``Linear`` (after ``Flatten``) or ``Conv2d`` (BatchNorm folded).
+        x: one input, shape (C, H, W) or (1, C, H, W), floating point.
+        target: the class to explain (default: the predicted class).
+        config: a :class:`~smug.config.Config`; ``**overrides`` replace its fields
+            (for example ``backend="z3", top_k=20``).
+        baseline: the value masked features take, overriding ``config.baseline``:
+            ``"zero"``, ``"mean"``, a number, or a tensor shaped like ``x``.
+        feature_mask: Captum-style integer segment map (superpixels) shaped like
+            ``x`` or its spatial dims; replaces the window grouping.
+
+    Returns:
+        An :class:`Explanation`.
+    """
+    prep = _prepare(model, x, target, config, baseline, feature_mask, overrides)
+    cfg, model, x_np, layer = prep.cfg, prep.model, prep.x_np, prep.layer
+    hook_name, scores, selection, base_arr = prep.hook_name, prep.scores, prep.selection, prep.base_arr
+    prediction, target, problem, stats = prep.prediction, prep.target, prep.problem, prep.stats
+    neurons = selection.neurons
+    n_groups = problem.n_mask
 
     # ---- solve
     sol = solve(

@@ -134,10 +134,22 @@ def minimize(backend: SatBackend, problem: Problem, params: SolveParams, report:
             if res == "sat":
                 m = session.model()
                 v = problem.objective_value(m)
+                if v >= best_obj:
+                    # the float ``best_obj`` may round the incumbent's exact objective up, so the strict
+                    # check can return the incumbent again: ask below the next float down instead
+                    checks += 1
+                    res = session.check(math.nextafter(best_obj, -math.inf), remaining())
+                    if res == "unsat":
+                        lower = best_obj
+                        return finish(Status.OPTIMAL)
+                    if res != "sat":
+                        return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
+                    m = session.model()
+                    v = problem.objective_value(m)
                 if v < best_obj:
                     best, best_obj = m, v
                     report(Incumbent(best, best_obj, lower))
-                else:  # float rounding of an exact model: treat as proven
+                else:  # below the float under best_obj, yet not lower in floats: equal up to rounding
                     lower = best_obj
                     return finish(Status.OPTIMAL, "optimal up to float rounding of the model's objective")
             else:

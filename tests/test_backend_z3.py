@@ -1,0 +1,318 @@
+"""Tests of the z3 backends (``z3`` with every encoding, and ``z3:original``) against brute force."""
+
+from __future__ import annotations
+
+import sys
+import time
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import smug
+from smug import ProblemBuilder, Status
+from smug.errors import UnsupportedParameterError, ValidationError
+from smug.ir import Problem
+from smug.testing.brute import brute_force
+
+z3 = pytest.importorskip("z3")
+
+from smug.backends.z3 import ENCODINGS, Z3Backend, Z3OriginalBackend, presolve  # noqa: E402
+
+#: every configuration under test: (backend name, options); every encoding with the defaults (presolve, cuts,
+#: greedy start), the reductions switched off for two of them, and the original encoding
+CONFIGS = (
+    [("z3", {"encoding": e}) for e in ENCODINGS]
+    + [
+        ("z3", {"encoding": "maxsat", "presolve": False, "cuts": False, "greedy": False}),
+        ("z3", {"encoding": "int", "presolve": False, "cuts": False}),
+        ("z3", {"encoding": "bound", "presolve": False, "greedy": False, "search": "linear"}),
+        ("z3:original", {}),
+    ]
+)
+CONFIG_IDS = ["-".join([b] + [f"{k}={v}" for k, v in o.items()]) for b, o in CONFIGS]
+
+
+# --------------------------------------------------------------------------- problem generators
+def random_binary_problem(rng: np.random.Generator, *, integral: bool) -> Problem:
+    """A random pure-binary problem with mixed senses, strict rows and equalities."""
+    n = int(rng.integers(2, 9))
+    b = ProblemBuilder()
+    b.add_mask(n)
+    extra = b.add_binary(int(rng.integers(0, 3)))
+    nv = n + extra.size
+    k = int(rng.integers(1, 5))
+    A = rng.normal(size=(k, nv)) * (rng.random((k, nv)) < 0.8)
+    x0 = (rng.random(nv) < 0.6).astype(float)
+    senses = rng.choice([">=", "<="], size=k)
+    lhs0 = A @ x0
+    # right-hand sides around a random point: some problems feasible, some not
+    shift = rng.normal(scale=0.5, size=k)
+    rhs = np.where(senses == ">=", lhs0 + shift, lhs0 - shift)
+    strict = rng.random(k) < 0.5
+    b.add_rows(A, senses.tolist(), rhs, strict=strict, margin=np.where(strict, 1e-4, 0.0))
+    if rng.random() < 0.3:  # an equality over integer coefficients
+        cols = rng.choice(nv, size=min(3, nv), replace=False)
+        row = np.zeros(nv)
+        row[cols] = 1.0
+        b.add_rows(row[None, :], "==", [float(rng.integers(0, 3))])
+    if integral:
+        b.set_objective(np.arange(nv), rng.integers(-1, 4, size=nv).astype(float), constant=float(rng.integers(-2, 3)))
+    else:
+        b.set_objective(np.arange(nv), rng.normal(size=nv), constant=0.25)
+    return b.build()
+
+
+def relu_problem(rng: np.random.Generator) -> tuple[Problem, object]:
+    """A tiny random network over the mask: h = W m + b (real, equality rows), y = relu(h), a row on y.
+
+    Returns the problem and the ``complete`` function brute force needs.
+    """
+    n = int(rng.integers(2, 7))
+    k = int(rng.integers(1, 4))
+    W = rng.normal(size=(k, n))
+    bias = rng.normal(scale=0.5, size=k)
+    hl = bias + np.minimum(W, 0).sum(1)
+    hu = bias + np.maximum(W, 0).sum(1)
+    # widen the sound bounds a little (bounds need only be sound, not tight)
+    hl, hu = hl - 0.125, hu + 0.125
+    b = ProblemBuilder()
+    b.add_mask(n)
+    h = b.add_real(hl, hu)
+    y = b.add_real(np.zeros(k), np.maximum(hu, 0.0))
+    # h - W m = bias
+    A = np.hstack([-W, np.eye(k), np.zeros((k, k))])
+    b.add_rows(A, "==", bias)
+    b.add_relu(y, h, hl, hu)
+    v = rng.normal(size=k)
+    zero_val = float(v @ np.maximum(bias, 0.0))
+    ones_val = float(v @ np.maximum(W.sum(1) + bias, 0.0))
+    if ones_val < zero_val:
+        v, zero_val, ones_val = -v, -zero_val, -ones_val
+    # between the empty mask's value and the full mask's (sometimes above both: maybe infeasible)
+    thr = zero_val + rng.uniform(0.2, 1.3) * (ones_val - zero_val)
+    b.add_rows(np.concatenate([np.zeros(n + k), v])[None, :], ">=", [thr], strict=True, margin=[1e-6])
+    obj = np.zeros(n + 2 * k)
+    obj[:n] = rng.integers(1, 3, size=n)
+    if rng.random() < 0.5:
+        obj[n + k :] = 0.125  # a non-integral objective on the ReLU outputs
+    b.set_objective(np.arange(n + 2 * k), obj)
+    p = b.build()
+
+    def complete(bits: np.ndarray) -> np.ndarray:
+        hv = W @ bits + bias
+        return np.concatenate([bits, hv, np.maximum(hv, 0.0)])
+
+    return p, complete
+
+
+def hard_problem(seed: int = 0, n: int = 400, rows: int = 60) -> Problem:
+    """A dense SMUG-like problem z3 cannot finish in a second: rows kept at 90% of the all-ones value."""
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(rows, n)) * rng.random(n)
+    A[:, : n // 2] = np.abs(A[:, : n // 2])
+    keep = A.sum(1) > 0
+    A = A[keep]
+    b = ProblemBuilder()
+    m = b.add_mask(n)
+    b.add_rows(A, ">=", 0.9 * A.sum(1), strict=True, margin=1e-6)
+    b.set_objective(m, 1.0)
+    return b.build()
+
+
+def check_against_brute(p: Problem, backend: str, opts: dict, complete: object = None) -> None:
+    """Solve and compare with brute force (exact arithmetic when there are no real variables)."""
+    best, _ = brute_force(p, complete, exact=complete is None)  # type: ignore[arg-type]
+    sol = smug.solve(p, backend, **opts)
+    if best is None:
+        assert sol.status == Status.INFEASIBLE, (backend, opts, sol.status, sol.objective, sol.message)
+        assert sol.assignment is None
+    else:
+        assert sol.status == Status.OPTIMAL, (backend, opts, sol.status, sol.message)
+        assert sol.verified
+        assert p.evaluate(sol.assignment).feasible
+        assert sol.objective == pytest.approx(best, abs=1e-9), (backend, opts)
+        x = sol.assignment
+        bins = p.is_binary
+        assert np.all((x[bins] == 0.0) | (x[bins] == 1.0))
+
+
+# --------------------------------------------------------------------------- correctness
+@pytest.mark.parametrize(("backend", "opts"), CONFIGS, ids=CONFIG_IDS)
+def test_random_binary_problems_match_brute_force(backend: str, opts: dict) -> None:
+    rng = np.random.default_rng(12345)
+    n_infeasible = 0
+    for t in range(14):
+        p = random_binary_problem(rng, integral=t % 2 == 0)
+        n_infeasible += brute_force(p, exact=True)[0] is None
+        check_against_brute(p, backend, opts)
+    assert 0 < n_infeasible < 14  # the generator covers both cases
+
+
+@pytest.mark.parametrize(("backend", "opts"), CONFIGS, ids=CONFIG_IDS)
+def test_relu_networks_match_brute_force(backend: str, opts: dict) -> None:
+    rng = np.random.default_rng(777)
+    for _ in range(6):
+        p, complete = relu_problem(rng)
+        check_against_brute(p, backend, opts, complete)
+
+
+@pytest.mark.parametrize(("backend", "opts"), CONFIGS, ids=CONFIG_IDS)
+def test_strict_margin_decides_feasibility(backend: str, opts: dict) -> None:
+    # exactly tight (a dyadic sum): feasible with >=, infeasible with > however small the margin
+    b = ProblemBuilder()
+    m = b.add_mask(3)
+    b.add_rows([[0.375, 1.25, 0.5]], ">=", [2.125])
+    b.set_objective(m, 1.0)
+    p = b.build()
+    assert smug.solve(p, backend, **opts).objective == 3.0
+    for margin in (1e-12, 1e-6):
+        b = ProblemBuilder()
+        m = b.add_mask(3)
+        b.add_rows([[0.375, 1.25, 0.5]], ">=", [2.125], strict=[True], margin=[margin])
+        b.set_objective(m, 1.0)
+        p = b.build()
+        assert brute_force(p, exact=True)[0] is None
+        sol = smug.solve(p, backend, **opts)
+        assert sol.status == Status.INFEASIBLE, (margin, sol.status, sol.message)
+    # <= rows: 0.1 + 0.2 as floats is not 0.3; the exact rational sum decides
+    b = ProblemBuilder()
+    m = b.add_mask(2)
+    b.add_rows([[0.1, 0.2]], "<=", [0.3])  # exact: 0.1+0.2 > 0.3 as rationals of these floats
+    b.set_objective(m, -1.0)
+    p = b.build()
+    assert Fraction(0.1) + Fraction(0.2) > Fraction(0.3)
+    sol = smug.solve(p, backend, **opts)
+    assert sol.status == Status.OPTIMAL and sol.objective == -1.0
+    # margin larger than the slack: infeasible; smaller: feasible
+    for margin, feasible in ((0.5, False), (0.0625, True)):
+        b = ProblemBuilder()
+        m = b.add_mask(2)
+        b.add_rows([[1.0, 1.0]], ">=", [1.875], strict=[True], margin=[margin])
+        b.set_objective(m, 1.0)
+        sol = smug.solve(b.build(), backend, **opts)
+        assert (sol.status == Status.OPTIMAL) == feasible, (margin, sol.status)
+
+
+# --------------------------------------------------------------------------- presolve
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), integral=st.booleans())
+def test_presolve_never_changes_the_optimum(seed: int, integral: bool) -> None:
+    rng = np.random.default_rng(seed)
+    p = random_binary_problem(rng, integral=integral)
+    if rng.random() < 0.5:  # SMUG-like: empty columns and sign-dominated columns
+        A = p.A.toarray()
+        A[:, 0] = 0.0
+        A[:, 1] = -np.abs(A[:, 1]) * (p.sense == 1) + np.abs(A[:, 1]) * (p.sense == -1)
+        p = Problem(
+            n_mask=p.n_mask, lb=p.lb, ub=p.ub, is_binary=p.is_binary, A=A, sense=p.sense, rhs=p.rhs,
+            strict=p.strict, margin=p.margin, relu_in=p.relu_in, relu_out=p.relu_out, relu_lb=p.relu_lb,
+            relu_ub=p.relu_ub, objective=np.abs(p.objective) + 0.5,
+        )
+    best, _ = brute_force(p, exact=True)
+    ps = presolve(p)
+    # the reduced problem (fixings as bounds, dropped rows removed) has the same optimum
+    fixed = ps.fixed >= 0
+    lb = np.where(fixed, ps.fixed, p.lb).astype(float)
+    ub = np.where(fixed, ps.fixed, p.ub).astype(float)
+    keep = ps.keep_rows
+    q = Problem(
+        n_mask=p.n_mask, lb=lb, ub=ub, is_binary=p.is_binary, A=p.A[keep], sense=p.sense[keep], rhs=p.rhs[keep],
+        strict=p.strict[keep], margin=p.margin[keep], relu_in=p.relu_in, relu_out=p.relu_out, relu_lb=p.relu_lb,
+        relu_ub=p.relu_ub, objective=p.objective, objective_constant=p.objective_constant,
+    )
+    best_q, winners = brute_force(q, exact=True)
+    assert (best is None) == (best_q is None)
+    if best is not None:
+        assert best_q == pytest.approx(best, abs=1e-12)
+        assert all(p.evaluate(w, tol=0.0, exact=True).feasible for w in winners)  # dropped rows were redundant
+        for enc in ("pb", "bound"):
+            on = smug.solve(p, "z3", encoding=enc, presolve=True)
+            off = smug.solve(p, "z3", encoding=enc, presolve=False)
+            assert on.objective == pytest.approx(off.objective, abs=1e-9) == pytest.approx(best, abs=1e-9)
+
+
+def test_presolve_reduces_smug_like_problems() -> None:
+    b = ProblemBuilder()
+    m = b.add_mask(4)
+    # column 0 empty; column 1 only hurts the >= rows; 2 and 3 are needed
+    b.add_rows([[0.0, -1.0, 2.0, 1.0], [0.0, -0.5, 1.0, 3.0]], ">=", [2.5, 3.5])
+    b.set_objective(m, 1.0)
+    p = b.build()
+    ps = presolve(p)
+    assert ps.fixed[0] == 0 and ps.fixed[1] == 0
+    assert ps.fixed[2] == 1 and ps.fixed[3] == 1  # forced by the rows
+    sol = smug.solve(p, "z3")
+    assert sol.objective == 2.0 and sol.mask.tolist() == [0, 0, 1, 1]
+    assert sol.stats["presolve_fixed_empty"] == 1
+
+
+# --------------------------------------------------------------------------- options and parameters
+def test_unknown_encoding_names_the_choices() -> None:
+    with pytest.raises(ValidationError) as exc:
+        smug.get_backend("z3", encoding="bogus")
+    for e in ENCODINGS:
+        assert repr(e) in str(exc.value)
+    with pytest.raises(ValidationError):
+        Z3Backend(encoding="maxsatt")
+    with pytest.raises(ValidationError, match="presolve"):
+        Z3Backend(presolve="yes")
+    with pytest.raises(ValidationError, match="unknown z3 backend option"):
+        Z3Backend(encodings="pb")
+
+
+def test_threads_above_one_are_rejected() -> None:
+    p = hard_problem(n=10, rows=3)
+    for name in ("z3", "z3:original"):
+        with pytest.raises(UnsupportedParameterError):
+            smug.solve(p, name, threads=2)
+
+
+def test_version_and_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    for be in (Z3Backend(), Z3OriginalBackend()):
+        assert be.version() == z3.get_version_string()
+        assert be.install_hint() == "pip install z3-solver"
+    monkeypatch.setitem(sys.modules, "z3", None)  # z3 missing: the module still works, version() is None
+    assert Z3Backend().version() is None
+    assert not Z3OriginalBackend().available()
+
+
+def test_seeds_give_optimal_answers() -> None:
+    p = random_binary_problem(np.random.default_rng(3), integral=True)
+    best, _ = brute_force(p, exact=True)
+    for seed in (0, 1, 12345):
+        sol = smug.solve(p, "z3", seed=seed)
+        assert (best is None and sol.status == Status.INFEASIBLE) or sol.objective == pytest.approx(best)
+
+
+# --------------------------------------------------------------------------- time limits
+@pytest.mark.parametrize(
+    ("backend", "opts"),
+    [("z3", {}), ("z3", {"encoding": "bound"}), ("z3", {"encoding": "int", "presolve": False}), ("z3:original", {})],
+)
+def test_time_limit_is_honoured(backend: str, opts: dict) -> None:
+    p = hard_problem()
+    t0 = time.perf_counter()
+    sol = smug.solve(p, backend, time_limit=1.0, **opts)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 4.0, elapsed
+    assert sol.status in (Status.FEASIBLE, Status.TIMEOUT), (sol.status, sol.message)
+    if sol.status == Status.FEASIBLE:
+        assert sol.verified and p.evaluate(sol.assignment).feasible
+
+
+def test_time_limit_in_process_returns_best_model() -> None:
+    """Without the child process the backend itself must stop at the limit and never claim infeasibility."""
+    p = hard_problem(seed=1)
+    be = Z3Backend()
+    found: list[float] = []
+    t0 = time.perf_counter()
+    sol = be.solve(p, smug.SolveParams(time_limit=1.0), lambda inc: found.append(inc.objective))
+    assert time.perf_counter() - t0 < 4.0
+    assert sol.status in (Status.FEASIBLE, Status.TIMEOUT)
+    if sol.status == Status.FEASIBLE:
+        assert p.evaluate(sol.assignment).feasible
+        assert found and min(found) == pytest.approx(sol.objective)
+        assert sol.bound is None or sol.bound <= sol.objective + 1e-9
