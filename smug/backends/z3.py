@@ -14,7 +14,11 @@ Encodings (the ``encoding=`` option; see ``bench/z3_encodings.py`` and
   power of two clears every denominator; the right-hand side is rounded up or
   down exactly, which is sound because the left-hand side is then an integer;
   coefficients are divided by their gcd; negative coefficients complement
-  their literal).  Coefficients are arbitrary-precision, so nothing is lost.
+  their literal).  z3's pseudo-Boolean solver is only trusted with scaled
+  coefficients up to ``_PB_LIMIT`` (2**30): a real SMUG problem whose rows
+  scaled to ~2**33 was reported infeasible (``tests/data``), so rows with
+  larger integers -- most rows with real-valued weights -- stay exact linear
+  real arithmetic with ``(ite b c 0)`` terms.
   Rows that touch real variables are linear real arithmetic with
   ``(ite b c 0)`` terms.  The objective is minimised as a pseudo-Boolean sum.
 * ``"maxsat"``: as ``"pb"``, with the objective given as weighted soft
@@ -99,7 +103,7 @@ _ENCODING_PARAMS: dict[str, dict[str, Any]] = {
 #: The encoding used when none is given (the fastest in ``bench/results/z3_encodings.md``).
 DEFAULT_ENCODING = "maxsat"
 
-_OPTIONS = ("encoding", "presolve", "cuts", "greedy", "hint", "search", "z3_params")
+_OPTIONS = ("encoding", "presolve", "cuts", "greedy", "hint", "relax_bits", "search", "z3_params")
 
 
 def _import_z3() -> Any:
@@ -378,7 +382,7 @@ def greedy_incumbent(problem: Problem, ps: Presolved) -> np.ndarray | None:
 class _Lowering:
     """The z3 text of one problem under one encoding, plus the handles to read models back."""
 
-    def __init__(self, problem: Problem, encoding: str, ps: Presolved, cuts: bool = False) -> None:
+    def __init__(self, problem: Problem, encoding: str, ps: Presolved, cuts: bool = False, relax_bits: int = 0) -> None:
         self.problem = problem
         self.encoding = encoding
         self.ps = ps
@@ -391,6 +395,8 @@ class _Lowering:
         self.n_arith_rows = 0
         self.constant_false = False
         self.cuts = cuts
+        self.relax_bits = relax_bits
+        self.n_implied = 0
         self.n_cuts = 0
         self._cut_keys: set[tuple[int, tuple[str, ...]]] = set()
         self.cut_sets: list[tuple[int, np.ndarray]] = []
@@ -518,7 +524,10 @@ class _Lowering:
                 # overflow silently and change the constraint, so such rows stay exact linear arithmetic
                 self.n_arith_rows += 1
                 terms = [self._bin_real_term(j, _frac(v)) for j, v in zip(cols.tolist(), vals.tolist())]
-                return f"(assert ({op} {_sum(terms, '0.0')} {_num(rhs)}))"
+                text = f"(assert ({op} {_sum(terms, '0.0')} {_num(rhs)}))"
+                if self.relax_bits and sense != EQ:
+                    text += self.implied_pb(cols, ints, r, sense, strict)
+                return text
             lits = []
             coefs = []
             for j, cf in zip(cols.tolist(), ints):
@@ -538,6 +547,38 @@ class _Lowering:
         ]
         self.n_arith_rows += 1
         return f"(assert ({op} {_sum(terms, '0.0')} {_num(r)}))"
+
+    def implied_pb(self, cols: np.ndarray, ints: list[int], r: Fraction, sense: int, strict: bool) -> str:
+        """A redundant pseudo-Boolean row with small coefficients that the exact row implies.
+
+        For ``sum I_j x_j >= r`` (binary ``x``) and ``t >= 0``:
+        ``sum ceil(I_j / 2**t) x_j >= sum I_j x_j / 2**t >= r / 2**t``, and the left side is an
+        integer, so ``sum ceil(I_j / 2**t) x_j >= ceil(r / 2**t)`` holds for every solution of the
+        exact row.  ``<=`` rows are negated first.  ``t`` keeps coefficients within ``relax_bits`` bits.
+        """
+        sgn = 1 if sense == GE else -1
+        ii = [sgn * c for c in ints]
+        rr = sgn * r
+        t = max(0, max(abs(c) for c in ii).bit_length() - self.relax_bits)
+        den = 1 << t
+        coefs = [-((-c) // den) for c in ii]
+        k = math.floor(rr / den) + 1 if strict else math.ceil(rr / den)
+        lits = []
+        out = []
+        for j, cf in zip(cols.tolist(), coefs):
+            if cf == 0:
+                continue
+            if cf < 0:
+                lits.append(f"(not {self.names[j]})")
+                out.append(-cf)
+                k -= cf
+            else:
+                lits.append(self.names[j])
+                out.append(cf)
+        if not lits or k <= 0 or abs(k) + sum(out) > _PB_LIMIT:
+            return ""
+        self.n_implied += 1
+        return f"\n(assert ((_ pbge {k} {' '.join(map(str, out))}) {' '.join(lits)}))"
 
     def objective_text(self) -> tuple[str, Fraction]:
         """The objective over free variables as an SMT-LIB2 term, and the constant from fixed ones."""
@@ -759,7 +800,7 @@ class Z3Backend(Backend):
         ps = presolve(problem, self.presolve_enabled)
         enc = self.encoding
         low = _Lowering(problem, "pb" if enc in ("maxsat", "pb-sat") else enc, ps,
-                        cuts=self.options.get("cuts", True))
+                        cuts=self.options.get("cuts", True), relax_bits=self.options.get("relax_bits", 0))
         low.declarations()
         low.rows()
         obj_text, const = low.objective_text()
@@ -828,7 +869,7 @@ class Z3Backend(Backend):
             res = opt.check()
         solve_time = time.perf_counter() - t1
         stats = {"encoding": enc, "pb_rows": low.n_pb_rows, "arith_rows": low.n_arith_rows, "cuts": low.n_cuts,
-                 **ps.stats()}
+                 "implied_pb_rows": low.n_implied, **ps.stats()}
         stats["free_vars"] = int((ps.fixed < 0).sum())
         if res == z3.sat:
             x = reader.read(opt.model())
@@ -889,7 +930,8 @@ class _Z3Session(SatSession):
         self.params = params
         ps = presolve(problem, owner.presolve_enabled)
         self.ps = ps
-        low = _Lowering(problem, "pb", ps, cuts=owner.options.get("cuts", True))
+        low = _Lowering(problem, "pb", ps, cuts=owner.options.get("cuts", True),
+                        relax_bits=owner.options.get("relax_bits", 0))
         low.declarations()
         low.rows()
         self.low = low

@@ -92,8 +92,10 @@ def covering_problems(
     """0-1 covering problems shaped like SMUG's: minimise the kept mask variables subject to linear rows.
 
     Args:
-        min_vars, max_vars: number of mask variables.
-        min_rows, max_rows: number of linear rows.
+        min_vars: fewest mask variables.
+        max_vars: most mask variables.
+        min_rows: fewest linear rows.
+        max_rows: most linear rows.
         sparse: force sparse rows (``True``), dense rows (``False``) or draw it.
         objective: ``"count"`` (all ones, integral), ``"area"`` (positive
             integers) or ``"real"`` (positive reals).

@@ -1,0 +1,87 @@
+"""The smug command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+import smug
+from smug.cli import main
+
+
+def test_backends_lists_every_backend_with_status(capsys):
+    assert main(["backends"]) == 0
+    out = capsys.readouterr().out
+    assert "pysmt:msat" in out and "pysmt-install --msat" in out
+    for name in ("z3", "ortools:scip", "ortools:cpsat", "pysmt:cvc5"):
+        assert name in out
+    assert main(["backends", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} >= {"z3", "pysmt:msat", "ortools:highs"}
+
+
+def test_solve_and_export_a_problem_file(tmp_path, capsys):
+    b = smug.ProblemBuilder()
+    m = b.add_mask(3)
+    b.add_rows([[1.0, 2.0, 0.5]], ">=", [2.0], strict=[True], margin=[1e-6])
+    b.set_objective(m, 1.0)
+    path = tmp_path / "p.json"
+    b.build().to_json(str(path))
+    out = tmp_path / "sol.json"
+    assert main(["solve", str(path), "--backend", "z3", "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["objective"] == 2.0
+    assert main(["export", str(path), "--format", "smt2"]) == 0
+    assert "(minimize" in capsys.readouterr().out
+    assert main(["solve", str(path), "--backend", "nope"]) == 2
+    assert "unknown backend" in capsys.readouterr().err
+
+
+def test_explain_with_a_config_file(tmp_path):
+    from smug.data import load_digits
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10))
+    X, y = load_digits()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    Xt, yt = torch.tensor(X[:500]), torch.tensor(y[:500])
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(Xt), yt).backward()
+        opt.step()
+    torch.save(model.eval(), tmp_path / "model.pt")
+    cfg = tmp_path / "smug.toml"
+    cfg.write_text(
+        f'backend = "ortools:cpsat"\ntop_k = 5\ngamma = 0.2\n[input]\nmodel = "{tmp_path / "model.pt"}"\n'
+        'dataset = "digits"\nindices = [0, 3]\n'
+    )
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "smug.cli", "explain", "--config", str(cfg), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "optimal" in r.stdout and "True" in r.stdout
+    assert (out / "explanation_00000.png").stat().st_size > 5000
+    assert json.loads((out / "explanation_00003.json").read_text())["verified"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("topk = 3\n")
+    r = subprocess.run([sys.executable, "-m", "smug.cli", "explain", "--config", str(bad)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Did you mean 'top_k'" in r.stderr
+
+
+@pytest.mark.timeout_heavy
+def test_demo_runs_end_to_end(tmp_path):
+    # the README's main command (trains and caches the reference CNN on first use)
+    r = subprocess.run(
+        [sys.executable, "-m", "smug.cli", "demo", "-n", "2", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("optimal") == 2
+    assert (tmp_path / "explanation_00001.png").exists()
