@@ -103,7 +103,7 @@ _ENCODING_PARAMS: dict[str, dict[str, Any]] = {
 #: The encoding used when none is given (the fastest in ``bench/results/z3_encodings.md``).
 DEFAULT_ENCODING = "maxsat"
 
-_OPTIONS = ("encoding", "presolve", "cuts", "greedy", "hint", "relax_bits", "search", "z3_params")
+_OPTIONS = ("encoding", "presolve", "cuts", "greedy", "hint", "search", "z3_params")
 
 
 def _import_z3() -> Any:
@@ -382,7 +382,7 @@ def greedy_incumbent(problem: Problem, ps: Presolved) -> np.ndarray | None:
 class _Lowering:
     """The z3 text of one problem under one encoding, plus the handles to read models back."""
 
-    def __init__(self, problem: Problem, encoding: str, ps: Presolved, cuts: bool = False, relax_bits: int = 0) -> None:
+    def __init__(self, problem: Problem, encoding: str, ps: Presolved, cuts: bool = False) -> None:
         self.problem = problem
         self.encoding = encoding
         self.ps = ps
@@ -395,8 +395,6 @@ class _Lowering:
         self.n_arith_rows = 0
         self.constant_false = False
         self.cuts = cuts
-        self.relax_bits = relax_bits
-        self.n_implied = 0
         self.n_cuts = 0
         self._cut_keys: set[tuple[int, tuple[str, ...]]] = set()
         self.cut_sets: list[tuple[int, np.ndarray]] = []
@@ -524,10 +522,7 @@ class _Lowering:
                 # overflow silently and change the constraint, so such rows stay exact linear arithmetic
                 self.n_arith_rows += 1
                 terms = [self._bin_real_term(j, _frac(v)) for j, v in zip(cols.tolist(), vals.tolist())]
-                text = f"(assert ({op} {_sum(terms, '0.0')} {_num(rhs)}))"
-                if self.relax_bits and sense != EQ:
-                    text += self.implied_pb(cols, ints, r, sense, strict)
-                return text
+                return f"(assert ({op} {_sum(terms, '0.0')} {_num(rhs)}))"
             lits = []
             coefs = []
             for j, cf in zip(cols.tolist(), ints):
@@ -547,38 +542,6 @@ class _Lowering:
         ]
         self.n_arith_rows += 1
         return f"(assert ({op} {_sum(terms, '0.0')} {_num(r)}))"
-
-    def implied_pb(self, cols: np.ndarray, ints: list[int], r: Fraction, sense: int, strict: bool) -> str:
-        """A redundant pseudo-Boolean row with small coefficients that the exact row implies.
-
-        For ``sum I_j x_j >= r`` (binary ``x``) and ``t >= 0``:
-        ``sum ceil(I_j / 2**t) x_j >= sum I_j x_j / 2**t >= r / 2**t``, and the left side is an
-        integer, so ``sum ceil(I_j / 2**t) x_j >= ceil(r / 2**t)`` holds for every solution of the
-        exact row.  ``<=`` rows are negated first.  ``t`` keeps coefficients within ``relax_bits`` bits.
-        """
-        sgn = 1 if sense == GE else -1
-        ii = [sgn * c for c in ints]
-        rr = sgn * r
-        t = max(0, max(abs(c) for c in ii).bit_length() - self.relax_bits)
-        den = 1 << t
-        coefs = [-((-c) // den) for c in ii]
-        k = math.floor(rr / den) + 1 if strict else math.ceil(rr / den)
-        lits = []
-        out = []
-        for j, cf in zip(cols.tolist(), coefs):
-            if cf == 0:
-                continue
-            if cf < 0:
-                lits.append(f"(not {self.names[j]})")
-                out.append(-cf)
-                k -= cf
-            else:
-                lits.append(self.names[j])
-                out.append(cf)
-        if not lits or k <= 0 or abs(k) + sum(out) > _PB_LIMIT:
-            return ""
-        self.n_implied += 1
-        return f"\n(assert ((_ pbge {k} {' '.join(map(str, out))}) {' '.join(lits)}))"
 
     def objective_text(self) -> tuple[str, Fraction]:
         """The objective over free variables as an SMT-LIB2 term, and the constant from fixed ones."""
@@ -800,7 +763,7 @@ class Z3Backend(Backend):
         ps = presolve(problem, self.presolve_enabled)
         enc = self.encoding
         low = _Lowering(problem, "pb" if enc in ("maxsat", "pb-sat") else enc, ps,
-                        cuts=self.options.get("cuts", True), relax_bits=self.options.get("relax_bits", 0))
+                        cuts=self.options.get("cuts", True))
         low.declarations()
         low.rows()
         obj_text, const = low.objective_text()
@@ -869,7 +832,7 @@ class Z3Backend(Backend):
             res = opt.check()
         solve_time = time.perf_counter() - t1
         stats = {"encoding": enc, "pb_rows": low.n_pb_rows, "arith_rows": low.n_arith_rows, "cuts": low.n_cuts,
-                 "implied_pb_rows": low.n_implied, **ps.stats()}
+                 **ps.stats()}
         stats["free_vars"] = int((ps.fixed < 0).sum())
         if res == z3.sat:
             x = reader.read(opt.model())
@@ -930,8 +893,7 @@ class _Z3Session(SatSession):
         self.params = params
         ps = presolve(problem, owner.presolve_enabled)
         self.ps = ps
-        low = _Lowering(problem, "pb", ps, cuts=owner.options.get("cuts", True),
-                        relax_bits=owner.options.get("relax_bits", 0))
+        low = _Lowering(problem, "pb", ps, cuts=owner.options.get("cuts", True))
         low.declarations()
         low.rows()
         self.low = low
@@ -950,11 +912,34 @@ class _Z3Session(SatSession):
         self.greedy = greedy_incumbent(problem, ps) if owner.options.get("greedy", True) else None
         self.decls = {self.low.names[j]: t for j, t in zip(self.reader.free.tolist(), self.reader.terms)}
         self._model: np.ndarray | None = None
+        self._exact_objective: dict[float, Fraction] = {}
         self.stats = {"pb_rows": low.n_pb_rows, "arith_rows": low.n_arith_rows, **ps.stats()}
 
     def _bound_text(self, bound: float, strict: bool) -> str:
         cols = self.obj_cols
-        return self.low.row_text(cols, self.problem.objective[cols], LE, _frac(bound) - self.const, strict)
+        exact = _frac(bound)
+        if strict and bound in self._exact_objective:
+            # "better than the incumbent whose float objective is ``bound``": compare with its exact
+            # objective, which the float may round up (then the incumbent itself would pass ``< bound``)
+            exact = self._exact_objective[bound]
+        return self.low.row_text(cols, self.problem.objective[cols], LE, exact - self.const, strict)
+
+    def _remember(self, x: np.ndarray, model: Any) -> None:
+        """Record the exact objective of a model under the float the search will compute for it."""
+        p = self.problem
+        q = self.const
+        for j in self.obj_cols.tolist():
+            if p.is_binary[j]:
+                if x[j]:
+                    q += _frac(p.objective[j])
+            else:
+                v = model.eval(self.decls[self.low.names[j]], model_completion=True)
+                try:
+                    val = v.as_fraction() if self.z3.is_rational_value(v) else _frac(x[j])
+                except Exception:  # noqa: BLE001 - algebraic numbers: the float is all there is
+                    val = _frac(x[j])
+                q += _frac(p.objective[j]) * val
+        self._exact_objective[p.objective_value(x)] = q
 
     def check(self, bound: float | None, timeout: float | None, strict: bool = False) -> str:
         """Is there a model with objective ``<= bound`` (``< bound`` when strict)?"""
@@ -966,6 +951,11 @@ class _Z3Session(SatSession):
             s.set(timeout=max(1, int(timeout * 1000)))
         if bound is None and self.greedy is not None:  # a verified feasible assignment answers "any solution?"
             self._model, self.greedy = self.greedy, None
+            c = self.problem.objective
+            q = _frac(self.problem.objective_constant) + sum(
+                (_frac(c[j]) for j in np.flatnonzero((c != 0) & (self._model > 0.5))), Fraction(0)
+            )
+            self._exact_objective[self.problem.objective_value(self._model)] = q
             return "sat"
         s.push()
         try:
@@ -974,7 +964,9 @@ class _Z3Session(SatSession):
                 s.add(*list(z3.parse_smt2_string(text, decls=self.decls, ctx=self.ctx)))
             res = s.check()
             if res == z3.sat:
-                self._model = self.reader.read(s.model())
+                m = s.model()
+                self._model = self.reader.read(m)
+                self._remember(self._model, m)
                 return "sat"
             return "unsat" if res == z3.unsat else "unknown"
         finally:

@@ -211,3 +211,20 @@ def group_areas(ids: Any) -> np.ndarray:
         return np.bincount(flat[0], minlength=G).astype(np.int64)
     keys = np.unique(flat * n_sp + np.arange(n_sp, dtype=np.int64)[None, :])
     return np.bincount(keys // n_sp, minlength=G).astype(np.int64)
+
+def neuron_indices(neurons: Any, n_out: int) -> np.ndarray:
+    """Validated flat neuron indices (int64) from integer indices or a boolean selector over ``n_out`` neurons."""
+    arr = to_numpy(neurons)
+    if arr.dtype.kind == "b":
+        if arr.size != n_out:
+            raise ShapeError(f"a boolean neuron selector needs {n_out} entries, got {arr.size}")
+        return np.flatnonzero(arr.ravel()).astype(np.int64)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ValidationError(f"neurons must be integer flat indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64).ravel()
+    bad = (arr < 0) | (arr >= n_out)
+    if bad.any():
+        raise ValidationError(
+            f"neuron index {int(arr[bad][0])} is out of range; this layer has {n_out} neurons (0..{n_out - 1})"
+        )
+    return arr

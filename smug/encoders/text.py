@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import NonFiniteError, ShapeError, ValidationError
-from .groups import to_numpy
+from .groups import neuron_indices, to_numpy
 
 __all__ = ["TextFirstLayer", "find_text_first_layer", "TEXT_BASELINE_OPTIONS", "SUPPORTED_TEXT_FIRST_LAYERS"]
 
@@ -197,20 +197,7 @@ class TextFirstLayer:
 
     @staticmethod
     def _neurons(neurons: Any, n_out: int) -> np.ndarray:
-        arr = to_numpy(neurons)
-        if arr.dtype.kind == "b":
-            if arr.size != n_out:
-                raise ShapeError(f"a boolean neuron selector needs {n_out} entries, got {arr.size}")
-            return np.flatnonzero(arr.ravel()).astype(np.int64)
-        if arr.size and arr.dtype.kind not in "iu":
-            raise ValidationError(f"neurons must be integer flat indices, got dtype {arr.dtype}")
-        arr = arr.astype(np.int64).ravel()
-        bad = (arr < 0) | (arr >= n_out)
-        if bad.any():
-            raise ValidationError(
-                f"neuron index {int(arr[bad][0])} is out of range; this layer has {n_out} neurons (0..{n_out - 1})"
-            )
-        return arr
+        return neuron_indices(neurons, n_out)
 
     def baseline_vector(self, baseline: Any = "zero") -> np.ndarray:
         """The embedding a masked token takes, as a float64 vector of length ``E``.
