@@ -198,7 +198,8 @@ def test_save_and_plot(digits_cnn, test_images, tmp_path):
         (dict(feature_mask=np.zeros((5, 5), dtype=int)), ShapeError, "shape"),
         (dict(backend="ortools:sciq"), UnknownBackendError, "ortools:scip"),
         (dict(backend="pysmt:msat"), BackendNotInstalledError, "pysmt-install --msat"),
-        (dict(baseline="blur"), ConfigError, "baseline"),
+        (dict(baseline="blur"), ValidationError, "blur"),
+        (dict(config=Config(baseline="mean"), gamma=0.99999999), ConfigError, "gamma"),
     ],
 )
 def test_bad_input_gets_a_named_error(digits_cnn, test_images, kwargs, error, words):
