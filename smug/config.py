@@ -26,12 +26,16 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config", "SCORINGS", "OBJECTIVES", "SALIENCY_RULES"]
+__all__ = ["Config", "SCORINGS", "OBJECTIVES", "SALIENCY_RULES", "TRUNCATE_MODES", "MASKINGS", "MINIMALITIES", "BOUNDS"]
 
 SCORINGS = ("ig", "activation", "gradient")
 OBJECTIVES = ("count", "area")
 SALIENCY_RULES = ("max", "sum")
-BASELINE_NAMES = ("zero", "mean")
+BASELINE_NAMES = ("zero", "mean", "pad")
+TRUNCATE_MODES = ("warn", "error")
+MASKINGS = ("baseline", "robust")
+MINIMALITIES = ("cardinality", "subset")
+BOUNDS = ("interval", "lp")
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Config:
             (an ``[h, w]`` pair for rectangles); ignored when a segment map is given.
         baseline: the value a masked feature takes: ``"zero"``, ``"mean"``
             (per-channel mean) or a number.  (A tensor can be passed to the API.)
+            For text: ``"zero"`` (the zero embedding) or ``"pad"`` (the
+            ``<pad>`` token's embedding); a vector can be passed to the API.
         objective: minimise the number of kept groups (``"count"``) or their
             total pixel area (``"area"``).
         saliency: how the base map combines kept neurons' scores over a pixel:
@@ -64,6 +70,22 @@ class Config:
         first_layer: the first layer's module name (``None``: found automatically).
         verbose: solver log on.
         backend_options: extra options passed to the backend.
+        max_len: text only: the most tokens explained (``None``: the model's own
+            limit if it has one, else no limit).
+        truncate: text only: a longer text is cut with a warning (``"warn"``)
+            or refused (``"error"``).
+        masking: full-network encoding only: a masked feature takes its
+            baseline value (``"baseline"``, the paper's setting) or may take any
+            value in ``input_range`` (``"robust"``: a formally sufficient explanation).
+        delta: full-network encoding only: the explained logit must beat every
+            other logit by at least ``delta`` (>= 0; with 0 it must beat them by
+            the relative ``margin``).
+        input_range: full-network encoding with ``masking="robust"``: the
+            ``[low, high]`` range a masked feature may take.
+        minimality: full-network encoding only: ``"cardinality"`` (the solver's
+            optimum) or ``"subset"`` (a deletion loop; scales further).
+        bounds: full-network encoding only: pre-activation bounds from interval
+            arithmetic (``"interval"``) or tightened by LPs (``"lp"``).
     """
 
     backend: str = "ortools:scip"
@@ -84,6 +106,13 @@ class Config:
     first_layer: str | None = None
     verbose: bool = False
     backend_options: dict[str, Any] = field(default_factory=dict)
+    max_len: int | None = None
+    truncate: str = "warn"
+    masking: str = "baseline"
+    delta: float = 0.0
+    input_range: tuple[float, float] = (0.0, 1.0)
+    minimality: str = "cardinality"
+    bounds: str = "interval"
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, expect: str) -> None:
@@ -131,6 +160,21 @@ class Config:
         need(self.first_layer is None or isinstance(self.first_layer, str), "first_layer", "a module name or nothing")
         need(isinstance(self.verbose, bool), "verbose", "true or false")
         need(isinstance(self.backend_options, dict), "backend_options", "a table of backend options")
+        need(self.max_len is None or (is_int(self.max_len) and self.max_len >= 1), "max_len", "an integer >= 1")
+        need(self.truncate in TRUNCATE_MODES, "truncate", f"one of {TRUNCATE_MODES}")
+        need(self.masking in MASKINGS, "masking", f"one of {MASKINGS}")
+        need(is_num(self.delta) and self.delta >= 0, "delta", "a number >= 0")
+        r = self.input_range
+        if isinstance(r, list):
+            object.__setattr__(self, "input_range", tuple(r))
+            r = self.input_range
+        need(
+            isinstance(r, tuple) and len(r) == 2 and all(is_num(v) for v in r) and r[0] < r[1],
+            "input_range",
+            "a pair [low, high] of finite numbers with low < high",
+        )
+        need(self.minimality in MINIMALITIES, "minimality", f"one of {MINIMALITIES}")
+        need(self.bounds in BOUNDS, "bounds", f"one of {BOUNDS}")
 
     # ------------------------------------------------------------- building
     @classmethod
@@ -175,6 +219,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for reports and JSON)."""
         d = asdict(self)
-        if isinstance(d["window"], tuple):
-            d["window"] = list(d["window"])
+        for key in ("window", "input_range"):
+            if isinstance(d[key], tuple):
+                d[key] = list(d[key])
         return d
