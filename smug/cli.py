@@ -1,7 +1,9 @@
 """The ``smug`` command.
 
-``smug demo`` explains a handful of MNIST test digits with the reference CNN;
-``smug explain --config FILE.toml`` runs the same on chosen inputs and settings;
+``smug demo`` explains a handful of MNIST test digits with the reference CNN
+(``smug demo --text``: Rotten Tomatoes reviews with the reference text CNN);
+``smug explain --config FILE.toml`` runs the same on chosen inputs and settings
+(``smug explain --text "a raw review"`` explains raw text with a text model);
 ``smug backends`` lists every backend with its installation status;
 ``smug solve PROBLEM.json`` solves a serialised IR problem with any backend;
 ``smug export PROBLEM.json --format smt2|mps`` writes it for outside solvers.
@@ -94,17 +96,50 @@ def _run_demo(model_spec: str, dataset: str, split: str, indices: list[int], con
     return 0 if all(r.explanation.verified for r in rows) else 1
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DEMO_CONFIG
+def _run_text_demo(
+    model_spec: str,
+    vocab_path: str | None,
+    texts: list[str],
+    labels: Any,
+    indices: list[int],
+    config: Any,
+    out: str,
+    source: str,
+) -> int:
+    from pathlib import Path
 
+    from .demo import describe, format_text_table, load_text_model, run_text_explanations
+
+    model, vocab = load_text_model(model_spec, vocab_path)
+    print(describe(config, {"model": model_spec, "data": source}))
+    rows = run_text_explanations(model, vocab, texts, labels, indices, config, Path(out))
+    print(format_text_table(rows, color=sys.stdout.isatty()))
+    print(f"\nHTML page (tokens shaded by saliency, kept tokens marked) and JSON written to {Path(out).resolve()}")
+    print("columns: pred = on the full text, kept = on the kept tokens only, removed = with the kept tokens masked")
+    return 0 if all(r.explanation.verified for r in rows) else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_CONFIG, TEXT_DEMO_CONFIG, load_texts
+
+    if args.text:
+        cfg = TEXT_DEMO_CONFIG.merged(backend=args.backend) if args.backend else TEXT_DEMO_CONFIG
+        indices = list(range(args.n))
+        texts, labels = load_texts("rotten_tomatoes", "test", indices)
+        model = args.model or "text_cnn"
+        return _run_text_demo(model, None, texts, labels, indices, cfg, args.out, "rotten_tomatoes/test")
     cfg = DEMO_CONFIG.merged(backend=args.backend) if args.backend else DEMO_CONFIG
-    return _run_demo(args.model, "mnist", "test", list(range(args.n)), cfg, args.out)
+    return _run_demo(args.model or "mnist_cnn", "mnist", "test", list(range(args.n)), cfg, args.out)
+
+
+_INPUT_KEYS = ("model", "dataset", "split", "indices", "texts", "vocab")
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     import tomllib
 
     from .config import Config
+    from .demo import TEXT_DATASETS, TEXT_MODELS, load_texts
     from .errors import ConfigError
 
     data: dict[str, Any] = {}
@@ -118,16 +153,31 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             raise ConfigError(f"config file {args.config!r} is not valid TOML: {exc}") from None
     inputs = data.pop("input", {})
     if not isinstance(inputs, dict):
-        raise ConfigError("[input] must be a table with model, dataset, split and indices")
-    unknown = set(inputs) - {"model", "dataset", "split", "indices"}
+        raise ConfigError("[input] must be a table with model, dataset, split and indices (or texts)")
+    unknown = set(inputs) - set(_INPUT_KEYS)
     if unknown:
-        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [input]; known: model, dataset, split, indices")
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in [input]; known: {', '.join(_INPUT_KEYS)}")
     cfg = Config.from_dict(data.get("smug", data))
     if args.backend:
         cfg = cfg.merged(backend=args.backend)
-    model = args.model or inputs.get("model", "mnist_cnn")
+    texts = args.text if args.text is not None else inputs.get("texts")
+    model = args.model or inputs.get("model")
+    dataset = inputs.get("dataset")
+    is_text = texts is not None or model in TEXT_MODELS or dataset in TEXT_DATASETS or inputs.get("vocab") is not None
+    if not is_text:
+        indices = args.indices if args.indices is not None else list(inputs.get("indices", [0, 1, 2]))
+        return _run_demo(model or "mnist_cnn", dataset or "mnist", inputs.get("split", "test"), indices, cfg, args.out)
+    model = model or "text_cnn"
+    if texts is not None:
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+            raise ConfigError('texts must be a list of strings, e.g. texts = ["a gorgeous, witty film"]')
+        indices = list(range(len(texts)))
+        return _run_text_demo(model, inputs.get("vocab"), list(texts), None, indices, cfg, args.out, "raw text")
+    split = inputs.get("split", "test")
     indices = args.indices if args.indices is not None else list(inputs.get("indices", [0, 1, 2]))
-    return _run_demo(model, inputs.get("dataset", "mnist"), inputs.get("split", "test"), indices, cfg, args.out)
+    texts, labels = load_texts(dataset or "rotten_tomatoes", split, indices)
+    source = f"{dataset or 'rotten_tomatoes'}/{split}"
+    return _run_text_demo(model, inputs.get("vocab"), texts, labels, indices, cfg, args.out, source)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,19 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smug", description="Provably minimal explanations with constraint solvers.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("demo", help="explain a handful of MNIST test digits with the reference CNN")
-    d.add_argument("-n", type=int, default=6, help="how many test digits (default 6)")
-    d.add_argument("--model", default="mnist_cnn", help="mnist_cnn (default) or mnist_mlp")
+    d = sub.add_parser("demo", help="explain a handful of MNIST test digits (or reviews, with --text)")
+    d.add_argument("-n", type=int, default=6, help="how many test inputs (default 6)")
+    d.add_argument("--text", action="store_true", help="explain Rotten Tomatoes test reviews with the text CNN")
+    d.add_argument("--model", help="mnist_cnn (default) or mnist_mlp; text_cnn with --text")
     d.add_argument("--backend", help="solver backend (default: the config's, ortools:scip)")
-    d.add_argument("--out", default="smug-demo", help="folder for the PNG and JSON files")
+    d.add_argument("--out", default="smug-demo", help="folder for the PNG / HTML and JSON files")
     d.set_defaults(func=_cmd_demo)
 
-    x = sub.add_parser("explain", help="explain chosen inputs with settings from a TOML file")
-    x.add_argument("--config", help="TOML file: smug settings, and an [input] table (model, dataset, split, indices)")
-    x.add_argument("--model", help="mnist_cnn, mnist_mlp, or a file saved with torch.save(model)")
+    x = sub.add_parser("explain", help="explain chosen inputs (images or text) with settings from a TOML file")
+    x.add_argument(
+        "--config",
+        help="TOML file: smug settings, and an [input] table (model, dataset, split, indices; or texts, vocab)",
+    )
+    x.add_argument("--model", help="mnist_cnn, mnist_mlp, text_cnn, or a file saved with torch.save(model)")
     x.add_argument("--indices", type=int, nargs="*", help="input indices in the dataset")
+    x.add_argument("--text", nargs="+", help="raw text(s) to explain with a text model (default text_cnn)")
     x.add_argument("--backend", help="overrides the config's backend")
-    x.add_argument("--out", default="smug-explanations", help="folder for the PNG and JSON files")
+    x.add_argument("--out", default="smug-explanations", help="folder for the PNG / HTML and JSON files")
     x.set_defaults(func=_cmd_explain)
 
     b = sub.add_parser("backends", help="list the solver backends and whether they are installed")

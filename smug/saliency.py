@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -235,6 +236,125 @@ def _base_map(rf: sp.csr_matrix, scores: np.ndarray, rule: str, spatial: tuple[i
     return base.reshape(spatial)
 
 
+# ----------------------------------------------------- shared by images and text
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside smug (the user's call)."""
+    pkg = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(pkg):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _resolve_config(model: Any, config: Config | None, overrides: dict[str, Any]) -> Config:
+    cfg = (config or Config()).merged(**overrides) if overrides else (config or Config())
+    if cfg.gamma + cfg.margin >= 1:
+        raise ConfigError(f"gamma ({cfg.gamma}) + margin ({cfg.margin}) must be below 1, or no mask can satisfy it")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return cfg
+
+
+def _check_target(target: Any, n_classes: int, prediction: int) -> int:
+    if target is None:
+        return prediction
+    if isinstance(target, torch.Tensor):
+        target = int(target.item())
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= int(target) < n_classes:
+        raise ValidationError(
+            f"target {target!r} is out of range: the model has {n_classes} classes (0..{n_classes - 1})"
+        )
+    return int(target)
+
+
+def _score_and_select(
+    model: nn.Module, xb: torch.Tensor, module_names: Any, pre: np.ndarray, target: int, cfg: Config, top_k: int
+) -> tuple[str, np.ndarray, Selection]:
+    """Score the first layer's neurons (IG by default) and keep the top-k active ones."""
+    hook_name, _ = hook_point(model, xb, module_names)
+    scores = score_neurons(
+        model,
+        xb,
+        target,
+        dict(model.named_modules())[hook_name],
+        method=cfg.scoring,
+        steps=cfg.ig_steps,
+        batch=cfg.ig_batch,
+    )
+    selection = select_neurons(scores, pre, top_k)
+    if selection.imposed < top_k:
+        warnings.warn(
+            f"only {selection.imposed} of the first layer's neurons are active on this input; "
+            f"imposing {selection.imposed} constraints instead of top_k={top_k}",
+            stacklevel=_caller_level(),
+        )
+    return hook_name, scores, selection
+
+
+def _first_layer_problem(
+    C: sp.csr_matrix,
+    d: np.ndarray,
+    orig: np.ndarray,
+    cfg: Config,
+    groups: sp.csr_matrix,
+    input_shape: tuple[int, ...],
+    weights: np.ndarray,
+    metadata: dict[str, Any],
+) -> Problem:
+    """The SMUG problem: minimise ``weights . m`` s.t. ``C m + d > gamma * orig`` (with the relative margin)."""
+    b = ProblemBuilder()
+    mv = b.add_mask(groups.shape[0], groups=groups, input_shape=input_shape)
+    if C.shape[0]:
+        b.add_rows(C, ">=", cfg.gamma * orig - d, strict=True, margin=cfg.margin * orig)
+    b.set_objective(mv, weights)
+    b.metadata.update({"kind": "smug-first-layer", "gamma": cfg.gamma, **metadata})
+    return b.build()
+
+
+def _run_solver(problem: Problem, cfg: Config) -> Solution:
+    return solve(
+        problem,
+        cfg.backend,
+        time_limit=cfg.time_limit,
+        seed=cfg.seed,
+        threads=cfg.threads,
+        num_solutions=cfg.num_solutions,
+        verbose=cfg.verbose,
+        **cfg.backend_options,
+    )
+
+
+def _solution_mask(sol: Solution, n_groups: int) -> np.ndarray:
+    """The solver's mask, or everything kept (trivially sufficient; the status says so) when none was found."""
+    if sol.mask is not None:
+        return sol.mask.astype(np.int8)
+    return np.ones(n_groups, dtype=np.int8)
+
+
+def _replay_check(pre_replay: np.ndarray, neurons: np.ndarray, cfg: Config, sol: Solution) -> tuple[bool, float | None]:
+    """(verified, smallest margin): row 0 the original pre-activations, row 1 those under the mask."""
+    if not neurons.size:
+        return sol.status.has_solution, None
+    slack = pre_replay[1, neurons] - cfg.gamma * pre_replay[0, neurons]
+    return bool(np.all(slack > 0)) and sol.status.has_solution, float(np.min(slack))
+
+
+def _solve_stats(problem: Problem, sol: Solution, cfg: Config) -> dict[str, Any]:
+    return {
+        "solve_time": sol.solve_time,
+        "solver_build_time": sol.build_time,
+        "variables": problem.n_vars,
+        "constraints": problem.n_rows,
+        "nonzeros": int(problem.A.nnz),
+        "objective": sol.objective,
+        "bound": sol.bound,
+        "gap": sol.gap,
+        "backend": sol.backend,
+        "version": sol.version,
+        "seed": cfg.seed,
+    }
+
+
 # ------------------------------------------------------------------ explain
 @dataclass
 class _Prepared:
@@ -263,11 +383,7 @@ def _prepare(
     feature_mask: Any,
     overrides: dict[str, Any],
 ) -> _Prepared:
-    cfg = (config or Config()).merged(**overrides) if overrides else (config or Config())
-    if cfg.gamma + cfg.margin >= 1:
-        raise ConfigError(f"gamma ({cfg.gamma}) + margin ({cfg.margin}) must be below 1, or no mask can satisfy it")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    cfg = _resolve_config(model, config, overrides)
     model = model.eval()
     xt = _as_input(x)
     xb = xt.unsqueeze(0)
@@ -275,39 +391,14 @@ def _prepare(
 
     t0 = time.perf_counter()
     probs = _forward_probs(model, xb)[0]
-    n_classes = probs.shape[0]
     prediction = int(probs.argmax())
-    if target is None:
-        target = prediction
-    if isinstance(target, torch.Tensor):
-        target = int(target.item())
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= int(target) < n_classes:
-        raise ValidationError(
-            f"target {target!r} is out of range: the model has {n_classes} classes (0..{n_classes - 1})"
-        )
-    target = int(target)
+    target = _check_target(target, probs.shape[0], prediction)
 
     layer = find_first_layer(model, cfg.first_layer, example_input=xb)
     x_np = xt.double().numpy()
     pre = layer.preactivations(x_np)
-    hook_name, _ = hook_point(model, xb, layer.module_names)
-    scores = score_neurons(
-        model,
-        xb,
-        target,
-        dict(model.named_modules())[hook_name],
-        method=cfg.scoring,
-        steps=cfg.ig_steps,
-        batch=cfg.ig_batch,
-    )
-    selection: Selection = select_neurons(scores, pre, cfg.top_k)
+    hook_name, scores, selection = _score_and_select(model, xb, layer.module_names, pre, target, cfg, cfg.top_k)
     stats["scoring_time"] = time.perf_counter() - t0
-    if selection.imposed < cfg.top_k:
-        warnings.warn(
-            f"only {selection.imposed} of the first layer's neurons are active on this input; "
-            f"imposing {selection.imposed} constraints instead of top_k={cfg.top_k}",
-            stacklevel=2,
-        )
 
     # ---- encode
     t1 = time.perf_counter()
@@ -321,23 +412,17 @@ def _prepare(
     neurons = selection.neurons
     C, d = layer.affine_rows(x_np, base_arr, ids, neurons)
     n_groups = int(ids.max()) + 1
-    orig = pre[neurons]
-    b = ProblemBuilder()
-    mv = b.add_mask(n_groups, groups=groups_matrix(ids), input_shape=tuple(x_np.shape))
-    if neurons.size:
-        b.add_rows(C, ">=", cfg.gamma * orig - d, strict=True, margin=cfg.margin * orig)
     weights = group_areas(ids).astype(np.float64) if cfg.objective == "area" else np.ones(n_groups)
-    b.set_objective(mv, weights)
-    b.metadata.update(
-        {
-            "kind": "smug-first-layer",
-            "first_layer": layer.name,
-            "target": target,
-            "gamma": cfg.gamma,
-            "neurons": neurons.tolist(),
-        }
+    problem = _first_layer_problem(
+        C,
+        d,
+        pre[neurons],
+        cfg,
+        groups_matrix(ids),
+        tuple(x_np.shape),
+        weights,
+        {"first_layer": layer.name, "target": target, "neurons": neurons.tolist()},
     )
-    problem = b.build()
     stats["build_time"] = time.perf_counter() - t1
     return _Prepared(
         cfg, model, x_np, layer, hook_name, scores, selection, base_arr, prediction, target, problem, stats
@@ -352,14 +437,60 @@ def explanation_problem(
     *,
     baseline: Any = None,
     feature_mask: Any = None,
+    tokenizer: Any = None,
+    maskable: Any = None,
     **overrides: Any,
 ) -> Problem:
     """The IR problem :func:`explain` would solve, without solving it.
 
     For backend comparison studies: score and encode once, then hand the same
-    problem to every backend with :func:`smug.solve`.  Arguments as for :func:`explain`.
+    problem to every backend with :func:`smug.solve`.  Arguments as for
+    :func:`explain` (images and text alike).
     """
+    if _is_text_input(model, x):
+        from .text_explain import text_explanation_problem
+
+        _no_feature_mask_for_text(feature_mask)
+        return text_explanation_problem(
+            model, x, target, config, baseline=baseline, tokenizer=tokenizer, maskable=maskable, **overrides
+        )
+    _no_text_options_for_images(tokenizer, maskable, model, x)
     return _prepare(model, x, target, config, baseline, feature_mask, overrides).problem
+
+
+def _is_text_input(model: Any, x: Any) -> bool:
+    """A string, a list of strings' ids, or an integer tensor / array for a model with an ``nn.Embedding``."""
+    if isinstance(x, str):
+        return True
+    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (int, np.integer)) for v in x):
+        return True
+    has_embedding = isinstance(model, nn.Module) and any(isinstance(m, nn.Embedding) for m in model.modules())
+    if isinstance(x, torch.Tensor) and not torch.is_floating_point(x) and x.dtype != torch.bool:
+        return has_embedding
+    if isinstance(x, np.ndarray) and x.dtype.kind in "iu":
+        return has_embedding
+    return False
+
+
+def _no_feature_mask_for_text(feature_mask: Any) -> None:
+    if feature_mask is not None:
+        raise ValidationError(
+            "feature_mask groups pixels of an image; for text, choose the maskable token positions with maskable="
+        )
+
+
+def _no_text_options_for_images(tokenizer: Any, maskable: Any, model: Any = None, x: Any = None) -> None:
+    first = next((m for m in model.modules() if next(m.children(), None) is None), None) if model is not None else None
+    if isinstance(first, nn.Embedding) and (isinstance(x, (torch.Tensor, np.ndarray))):
+        raise ValidationError(
+            "this model starts with nn.Embedding, so it takes token ids: pass an integer tensor of ids, or a string "
+            f"with tokenizer=; got {getattr(x, 'dtype', type(x).__name__)} values"
+        )
+    if tokenizer is not None or maskable is not None:
+        raise ValidationError(
+            "tokenizer= and maskable= are for text inputs (a string or integer token ids with a model that starts "
+            "with nn.Embedding); this input is an image"
+        )
 
 
 def explain(
@@ -370,48 +501,58 @@ def explain(
     *,
     baseline: Any = None,
     feature_mask: Any = None,
+    tokenizer: Any = None,
+    maskable: Any = None,
     **overrides: Any,
-) -> Explanation:
+) -> Any:
     """Explain ``model``'s prediction on ``x`` by a minimal mask (the SMUG method).
+
+    Images and text share this entry point: a string, or integer token ids for
+    a model that starts with ``nn.Embedding``, is explained as text (see
+    :func:`smug.text_explain.explain_text`) and gives a
+    :class:`~smug.text_explain.TextExplanation`.
 
     Args:
         model: a PyTorch classifier returning logits; its first layer must be
-            ``Linear`` (after ``Flatten``) or ``Conv2d`` (BatchNorm folded).
-        x: one input, shape (C, H, W) or (1, C, H, W), floating point.
+            ``Linear`` (after ``Flatten``) or ``Conv2d`` (BatchNorm folded), or,
+            for text, ``Conv1d`` / ``Linear`` right after an ``nn.Embedding``.
+        x: one image, shape (C, H, W) or (1, C, H, W), floating point; or one
+            text: a string (needs ``tokenizer``) or token ids, shape (L,) or (1, L).
         target: the class to explain (default: the predicted class).
         config: a :class:`~smug.config.Config`; ``**overrides`` replace its fields
             (for example ``backend="z3", top_k=20``).
         baseline: the value masked features take, overriding ``config.baseline``:
-            ``"zero"``, ``"mean"``, a number, or a tensor shaped like ``x``.
+            ``"zero"``, ``"mean"``, a number, or a tensor shaped like ``x``; for
+            text ``"zero"``, ``"pad"`` or an embedding-sized vector.
         feature_mask: Captum-style integer segment map (superpixels) shaped like
-            ``x`` or its spatial dims; replaces the window grouping.
+            ``x`` or its spatial dims; replaces the window grouping (images only).
+        tokenizer: text only: turns a string into ids -- a
+            :class:`smug.text.Vocabulary` (as :func:`smug.text.pretrained_text_cnn`
+            returns) or any callable ``str -> list[int]``; also names the tokens.
+        maskable: text only: which token positions get a mask variable
+            (default: every non-pad position).
 
     Returns:
-        An :class:`Explanation`.
+        An :class:`Explanation` (images) or a :class:`~smug.text_explain.TextExplanation` (text).
     """
+    if _is_text_input(model, x):
+        from .text_explain import explain_text
+
+        _no_feature_mask_for_text(feature_mask)
+        return explain_text(
+            model, x, target, config, baseline=baseline, tokenizer=tokenizer, maskable=maskable, **overrides
+        )
+    _no_text_options_for_images(tokenizer, maskable, model, x)
     prep = _prepare(model, x, target, config, baseline, feature_mask, overrides)
     cfg, model, x_np, layer = prep.cfg, prep.model, prep.x_np, prep.layer
     hook_name, scores, selection, base_arr = prep.hook_name, prep.scores, prep.selection, prep.base_arr
     prediction, target, problem, stats = prep.prediction, prep.target, prep.problem, prep.stats
     neurons = selection.neurons
-    n_groups = problem.n_mask
 
     # ---- solve
-    sol = solve(
-        problem,
-        cfg.backend,
-        time_limit=cfg.time_limit,
-        seed=cfg.seed,
-        threads=cfg.threads,
-        num_solutions=cfg.num_solutions,
-        verbose=cfg.verbose,
-        **cfg.backend_options,
-    )
+    sol = _run_solver(problem, cfg)
     spatial = tuple(x_np.shape[1:])
-    if sol.mask is not None:
-        mask_groups = sol.mask.astype(np.int8)
-    else:  # no mask found in time: keep everything (the trivially sufficient explanation), flagged by status
-        mask_groups = np.ones(n_groups, dtype=np.int8)
+    mask_groups = _solution_mask(sol, problem.n_mask)
 
     def spatial_mask(mg: np.ndarray) -> np.ndarray:
         kept = problem.features_kept(mg)
@@ -429,7 +570,7 @@ def explain(
     layer_out, logits3 = _capture(m64, layer.module_names[-1], batch)
     pre_replay = layer_out.reshape(3, -1).numpy()
     probs3 = torch.softmax(logits3, dim=1).numpy()
-    verified = bool(np.all(pre_replay[1, neurons] > cfg.gamma * pre_replay[0, neurons])) and sol.status.has_solution
+    verified, min_margin = _replay_check(pre_replay, neurons, cfg, sol)
     stats["replay_time"] = time.perf_counter() - t2
 
     # ---- saliency
@@ -437,25 +578,13 @@ def explain(
     base_map = _base_map(rf, scores[neurons], cfg.saliency, spatial)
     saliency = mask * base_map
 
+    stats.update(_solve_stats(problem, sol, cfg))
     stats.update(
         {
-            "solve_time": sol.solve_time,
-            "solver_build_time": sol.build_time,
-            "variables": problem.n_vars,
-            "constraints": problem.n_rows,
-            "nonzeros": int(problem.A.nnz),
-            "objective": sol.objective,
-            "bound": sol.bound,
-            "gap": sol.gap,
-            "backend": sol.backend,
-            "version": sol.version,
-            "seed": cfg.seed,
             "first_layer": layer.name,
             "scored_at": hook_name,
             "eligible_neurons": selection.eligible,
-            "max_replay_margin": float(np.min(pre_replay[1, neurons] - cfg.gamma * pre_replay[0, neurons]))
-            if neurons.size
-            else None,
+            "max_replay_margin": min_margin,
         }
     )
     return Explanation(
@@ -493,15 +622,30 @@ class MinimalMask:
     Example:
         >>> mm = MinimalMask(model, backend="ortools:scip", top_k=20)
         >>> attr = mm.attribute(images, target=labels)
+
+    For text, pass the tokenizer (e.g. the vocabulary of
+    :func:`smug.text.pretrained_text_cnn`) and token ids or strings:
+
+        >>> mm = MinimalMask(text_model, tokenizer=vocab, top_k=30, gamma=0.5)
+        >>> attr = mm.attribute(["a gorgeous, witty film", "dull and overlong"])
     """
 
-    def __init__(self, model: nn.Module, backend: str | None = None, config: Config | None = None, **overrides: Any):
+    def __init__(
+        self,
+        model: nn.Module,
+        backend: str | None = None,
+        config: Config | None = None,
+        *,
+        tokenizer: Any = None,
+        **overrides: Any,
+    ):
         self.model = model
+        self.tokenizer = tokenizer
         cfg = config or Config()
         if backend is not None:
             overrides["backend"] = backend
         self.config = cfg.merged(**overrides) if overrides else cfg
-        self.explanations: list[Explanation] = []
+        self.explanations: list[Any] = []
 
     def attribute(
         self,
@@ -512,8 +656,14 @@ class MinimalMask:
     ) -> torch.Tensor:
         """SMUG saliency for each input of a batch.
 
+        Text: ``inputs`` is a ``(B, L)`` integer tensor of token ids (each row
+        explained as given, padding included, pad positions unmasked) and the
+        result is a ``(B, L)`` float tensor of token saliencies; or a list of
+        strings (the ``tokenizer`` given to the constructor encodes them) and the
+        result is a list of 1-D tensors, one per text.
+
         Args:
-            inputs: (B, C, H, W).
+            inputs: (B, C, H, W) images, (B, L) token ids, or a list of strings.
             target: ``None`` (each sample's predicted class), an int, or a
                 sequence / tensor of B ints.
             baselines: ``None`` (the config's), a number, or a tensor shaped like
@@ -524,6 +674,12 @@ class MinimalMask:
         Returns:
             A tensor shaped like ``inputs``.
         """
+        if isinstance(inputs, (list, tuple)) or (
+            isinstance(inputs, torch.Tensor)
+            and not torch.is_floating_point(inputs)
+            and _is_text_input(self.model, inputs)
+        ):
+            return self._attribute_text(inputs, target, baselines)
         if not isinstance(inputs, torch.Tensor) or inputs.dim() != 4:
             shape = tuple(inputs.shape) if hasattr(inputs, "shape") else type(inputs).__name__
             raise ShapeError(f"inputs must be a batch-first tensor (B, C, H, W), got {shape}")
@@ -555,4 +711,25 @@ class MinimalMask:
             e = explain(self.model, inputs[i], targets[i], self.config, baseline=base_i, feature_mask=masks[i])
             self.explanations.append(e)
             out[i] = torch.from_numpy(e.saliency).float().unsqueeze(0).expand_as(inputs[i])
+        return out
+
+    def _attribute_text(self, inputs: Any, target: Any, baselines: Any) -> Any:
+        bsz = len(inputs)
+        if isinstance(target, torch.Tensor):
+            target = target.tolist()
+        targets = list(target) if isinstance(target, (list, tuple)) else [target] * bsz
+        if len(targets) != bsz:
+            raise ShapeError(f"target has {len(targets)} entries for a batch of {bsz}")
+        if isinstance(inputs, torch.Tensor) and inputs.dim() != 2:
+            raise ShapeError(f"token ids must be a batch (B, L), got shape {tuple(inputs.shape)}")
+        if baselines is not None and not isinstance(baselines, str):
+            raise ValidationError("for text, baselines must be 'zero' or 'pad' (or set a vector with explain())")
+        self.explanations = []
+        out = []
+        for i in range(bsz):
+            e = explain(self.model, inputs[i], targets[i], self.config, baseline=baselines, tokenizer=self.tokenizer)
+            self.explanations.append(e)
+            out.append(torch.from_numpy(e.saliency).float())
+        if isinstance(inputs, torch.Tensor):
+            return torch.stack(out)
         return out

@@ -533,7 +533,9 @@ class TextCNN(nn.Module):
     (``padding_idx``) and take part in the max-pool like any other position,
     so a prediction depends on how much padding a sequence carries; explain
     the unpadded ids :meth:`Vocabulary.encode` returns.  The first layer after
-    the embedding is ``conv``.
+    the embedding is ``conv``.  ``max_len`` records the longest text the model
+    was trained on (:func:`smug.explain` cuts or refuses longer ones, as
+    ``Config.truncate`` says).
     """
 
     def __init__(
@@ -546,8 +548,14 @@ class TextCNN(nn.Module):
         n_classes: int = 2,
         dropout: float = 0.5,
         padding_idx: int = 0,
+        max_len: int | None = None,
+        class_names: Sequence[str] | None = None,
     ):
         super().__init__()
+        #: the longest text the model was trained on (``None``: unknown); :func:`smug.explain` truncates to it
+        self.max_len = max_len
+        #: names of the classes, for display (the reference model: :data:`LABEL_NAMES`)
+        self.class_names = tuple(class_names) if class_names is not None else None
         if vocab_size < 2:
             raise ValidationError(f"vocab_size must be at least 2 (<pad> and <unk>), got {vocab_size}")
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
@@ -719,6 +727,8 @@ def train_text_cnn(
             n_filters=recipe["n_filters"],
             kernel_size=recipe["kernel_size"],
             dropout=recipe["dropout"],
+            max_len=recipe["max_len"],
+            class_names=LABEL_NAMES,
         ).float()
         if recipe["embed_init"] is not None:  # uniform(-a, a) instead of torch's N(0, 1)
             with torch.no_grad():
@@ -795,7 +805,14 @@ def _load_text_cnn() -> tuple[TextCNN, Vocabulary]:
     if n_vocab != len(vocab):
         raise ValueError(f"the weights have {n_vocab} embeddings but the vocabulary has {len(vocab)} tokens")
     n_filters, _, kernel_size = state["conv.weight"].shape
-    model = TextCNN(n_vocab, embed_dim=embed_dim, n_filters=n_filters, kernel_size=kernel_size)
+    model = TextCNN(
+        n_vocab,
+        embed_dim=embed_dim,
+        n_filters=n_filters,
+        kernel_size=kernel_size,
+        max_len=_TEXT_RECIPE["max_len"],
+        class_names=LABEL_NAMES,
+    )
     model.load_state_dict(state, strict=True)
     return model, vocab
 

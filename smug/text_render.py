@@ -27,7 +27,7 @@ import numpy as np
 
 from smug.errors import NonFiniteError, ShapeError, ValidationError
 
-__all__ = ["render_terminal", "render_html", "save_html"]
+__all__ = ["render_terminal", "render_html", "render_html_page", "save_html"]
 
 # xterm-256 background ramps, weakest to strongest.
 _ANSI_POS = (230, 229, 223, 222, 216, 215, 209, 208, 202)
@@ -147,6 +147,7 @@ div.bar { width: 180px; height: 14px; border: 1px solid #bbb; display: inline-bl
           margin: 0 6px; }
 div.kepttext { font-size: 14px; color: #333; margin: 0 0 16px 0; }
 div.legend span.tok { margin-right: 8px; font-size: 15px; }
+h2 { font-size: 16px; margin: 26px 0 8px 0; border-top: 1px solid #ddd; padding-top: 14px; }
 """
 
 
@@ -182,22 +183,16 @@ def render_html(
     Raises:
         ShapeError, NonFiniteError, ValidationError: as :func:`render_terminal`.
     """
-    toks, sal, kp = _check(tokens, saliency, kept)
-    info = dict(prediction or {})
+    return render_html_page([{"tokens": tokens, "saliency": saliency, "kept": kept, "prediction": prediction}],
+                            title=title)  # fmt: skip
+
+
+def _section(toks: list[str], sal: np.ndarray, kp: np.ndarray, info: dict[str, Any]) -> list[str]:
     names = info.get("class_names")
     names = [str(n) for n in names] if names is not None else None
     esc = html.escape
     scaled = _scaled(sal)
-    top = float(np.abs(sal).max(initial=0.0))
-
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{esc(str(title))}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>{esc(str(title))}</h1>",
-    ]
+    out: list[str] = []
     rows = [(label, info.get(pk), info.get(qk)) for label, pk, qk in _ROWS if pk in info or qk in info]
     target = info.get("target")
     if rows:
@@ -221,7 +216,6 @@ def render_html(
         notes.append(f"{esc(str(k))}: {esc(str(v))}")
     if notes:
         out.append('<p class="note">' + "<br>".join(notes) + "</p>")
-
     spans = []
     for t, s, raw, k in zip(toks, scaled, sal, kp):
         rgb = _POS_RGB if s >= 0 else _NEG_RGB
@@ -236,13 +230,18 @@ def render_html(
         f'<div class="kepttext"><b>Minimal mask</b> ({int(kp.sum())} of {len(toks)} tokens kept; '
         f"\u00b7 = masked): {kept_view}</div>"
     )
+    return out
+
+
+def _legend(top: float, has_negative: bool) -> list[str]:
+    esc = html.escape
     pos = ", ".join(f"rgba({_POS_RGB[0]}, {_POS_RGB[1]}, {_POS_RGB[2]}, {a})" for a in (0, _MAX_ALPHA))
     legend = [
         '<div class="legend">',
         f'<span>saliency 0<div class="bar" style="background: linear-gradient(to right, {pos})"></div>'
         f"{esc(f'{top:.4g}')}</span>",
     ]
-    if (sal < 0).any():
+    if has_negative:
         neg = ", ".join(f"rgba({_NEG_RGB[0]}, {_NEG_RGB[1]}, {_NEG_RGB[2]}, {a})" for a in (0, _MAX_ALPHA))
         legend.append(
             f'<span>0<div class="bar" style="background: linear-gradient(to right, {neg})"></div>'
@@ -253,7 +252,52 @@ def render_html(
         '<span><span class="tok">masked</span> token</span>',
         "</div>",
     ]
-    out += legend
+    return legend
+
+
+def render_html_page(items: Sequence[Mapping[str, Any]], *, title: str = "SMUG explanations") -> str:
+    """A standalone HTML page with several explanations, one section each.
+
+    Args:
+        items: one mapping per explanation with ``tokens``, ``saliency``,
+            ``kept`` (as for :func:`render_html`) and optionally ``heading`` (a
+            section title) and ``prediction`` (the header mapping of
+            :func:`render_html`).  Each section's shading is scaled to its own
+            largest ``|saliency|``; the legend shows the scale of a single
+            section (or says the scale is per section).
+        title: the page title.
+
+    Raises:
+        ShapeError, NonFiniteError, ValidationError: as :func:`render_terminal`,
+        naming the section; an empty ``items``.
+    """
+    if not items:
+        raise ValidationError("render_html_page needs at least one explanation")
+    esc = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(str(title))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{esc(str(title))}</h1>",
+    ]
+    tops, negative = [], False
+    for n, item in enumerate(items):
+        try:
+            toks, sal, kp = _check(item["tokens"], item.get("saliency"), item["kept"])
+        except KeyError as exc:
+            raise ValidationError(f"explanation {n} has no {exc.args[0]!r}") from None
+        except (ShapeError, NonFiniteError, ValidationError) as exc:
+            raise type(exc)(f"explanation {n}: {exc}") from None
+        if len(items) > 1 or item.get("heading"):
+            out.append(f"<h2>{esc(str(item.get('heading') or f'Explanation {n + 1}'))}</h2>")
+        out += _section(toks, sal, kp, dict(item.get("prediction") or {}))
+        tops.append(float(np.abs(sal).max(initial=0.0)))
+        negative = negative or bool((sal < 0).any())
+    if len(items) > 1:
+        out.append('<p class="note">Shading is scaled to each explanation\'s largest saliency.</p>')
+    out += _legend(tops[0] if len(tops) == 1 else 1.0, negative)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

@@ -62,7 +62,9 @@ def test_explain_with_a_config_file(tmp_path):
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, "-m", "smug.cli", "explain", "--config", str(cfg), "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     assert "optimal" in r.stdout and "True" in r.stdout
@@ -70,8 +72,9 @@ def test_explain_with_a_config_file(tmp_path):
     assert json.loads((out / "explanation_00003.json").read_text())["verified"]
     bad = tmp_path / "bad.toml"
     bad.write_text("topk = 3\n")
-    r = subprocess.run([sys.executable, "-m", "smug.cli", "explain", "--config", str(bad)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "smug.cli", "explain", "--config", str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "Did you mean 'top_k'" in r.stderr
 
 
@@ -80,8 +83,64 @@ def test_demo_runs_end_to_end(tmp_path):
     # the README's main command (trains and caches the reference CNN on first use)
     r = subprocess.run(
         [sys.executable, "-m", "smug.cli", "demo", "-n", "2", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=1200,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("optimal") == 2
     assert (tmp_path / "explanation_00001.png").exists()
+
+
+def test_explain_raw_text_with_a_saved_text_model(tmp_path):
+    from smug.text import TextCNN, Vocabulary
+
+    vocab = Vocabulary.build(["a good film", "a bad film , truly bad", "good acting and a good plot"])
+    torch.manual_seed(0)
+    model = TextCNN(len(vocab), embed_dim=8, n_filters=10, class_names=("rotten", "fresh")).eval()
+    torch.save(model, tmp_path / "text.pt")
+    vocab.save(tmp_path / "vocab.json")
+    cfg = tmp_path / "text.toml"
+    cfg.write_text(
+        f'top_k = 4\ngamma = 0.3\n[input]\nmodel = "{tmp_path / "text.pt"}"\nvocab = "{tmp_path / "vocab.json"}"\n'
+        'texts = ["a good film", "truly bad acting"]\n'
+    )
+    out = tmp_path / "out"
+    r = subprocess.run(
+        [sys.executable, "-m", "smug.cli", "explain", "--config", str(cfg), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("optimal") == 2 and "#1: " in r.stdout and "[" in r.stdout
+    page = (out / "text_explanations.html").read_text()
+    assert page.count("<h2>") == 2 and "truly" in page
+    assert json.loads((out / "text_explanation_00001.json").read_text())["tokens"] == ["truly", "bad", "acting"]
+    cfg.write_text(f'[input]\nmodel = "{tmp_path / "text.pt"}"\ntexts = ["a good film"]\n')
+    r = subprocess.run(
+        [sys.executable, "-m", "smug.cli", "explain", "--config", str(cfg)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 2 and "needs its vocabulary" in r.stderr
+
+
+@pytest.mark.timeout_heavy
+def test_text_demo_runs_end_to_end(tmp_path):
+    # trains and caches the reference text CNN on first use (about 30 s)
+    r = subprocess.run(
+        [sys.executable, "-m", "smug.cli", "demo", "--text", "-n", "3", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("optimal") == 3 and "#2: " in r.stdout
+    assert (tmp_path / "text_explanations.html").read_text().count("<h2>") == 3
+    r = subprocess.run(
+        [sys.executable, "-m", "smug.cli", "explain", "--text", "a gorgeous , witty film", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "fresh" in r.stdout and "optimal" in r.stdout
