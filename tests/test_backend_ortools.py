@@ -372,8 +372,23 @@ def test_cpsat_rounded_objective_is_certified() -> None:
 
 
 def _fields(p: smug.Problem) -> dict:
-    keys = ["n_mask", "lb", "ub", "is_binary", "A", "sense", "rhs", "strict", "margin", "relu_in", "relu_out",
-            "relu_lb", "relu_ub", "objective", "objective_constant"]
+    keys = [
+        "n_mask",
+        "lb",
+        "ub",
+        "is_binary",
+        "A",
+        "sense",
+        "rhs",
+        "strict",
+        "margin",
+        "relu_in",
+        "relu_out",
+        "relu_lb",
+        "relu_ub",
+        "objective",
+        "objective_constant",
+    ]
     return {k: getattr(p, k) for k in keys}
 
 
@@ -493,7 +508,11 @@ def test_model_proto_paths_agree() -> None:
     assert len(fast.variable) == len(slow.variable) == lp.n_vars
     for u, v in zip(fast.variable, slow.variable, strict=True):
         assert (u.lower_bound, u.upper_bound, u.is_integer, u.objective_coefficient) == (
-            v.lower_bound, v.upper_bound, v.is_integer, v.objective_coefficient)
+            v.lower_bound,
+            v.upper_bound,
+            v.is_integer,
+            v.objective_coefficient,
+        )
     assert len(fast.constraint) == len(slow.constraint) == lp.n_rows
     for c, d in zip(fast.constraint, slow.constraint, strict=True):
         assert (c.lower_bound, c.upper_bound) == (d.lower_bound, d.upper_bound)
@@ -506,9 +525,22 @@ def test_safe_rhs_is_never_weaker() -> None:
     rhs = rng.normal(size=k) * 10.0 ** rng.integers(-5, 5, k)
     mg = rng.random(k) * 10.0 ** rng.integers(-12, 0, k)
     sense = rng.choice([-1, 1], k)
-    p = smug.Problem(n_mask=1, lb=[0], ub=[1], is_binary=[True], A=np.ones((k, 1)), sense=sense, rhs=rhs,
-                     strict=np.ones(k, bool), margin=mg, relu_in=[], relu_out=[], relu_lb=[], relu_ub=[],
-                     objective=[0.0])
+    p = smug.Problem(
+        n_mask=1,
+        lb=[0],
+        ub=[1],
+        is_binary=[True],
+        A=np.ones((k, 1)),
+        sense=sense,
+        rhs=rhs,
+        strict=np.ones(k, bool),
+        margin=mg,
+        relu_in=[],
+        relu_out=[],
+        relu_lb=[],
+        relu_ub=[],
+        objective=[0.0],
+    )
     r = ob._safe_rhs(p)
     moved = 0
     for i in range(k):

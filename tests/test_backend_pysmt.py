@@ -160,9 +160,20 @@ def test_strict_margins_match_brute_force(solver: str, search: str) -> None:
     for _ in range(8):
         p = integer_strict_problem(rng)
         loose = Problem(
-            n_mask=p.n_mask, lb=p.lb, ub=p.ub, is_binary=p.is_binary, A=p.A, sense=p.sense, rhs=p.rhs,
-            strict=np.zeros(p.n_rows, dtype=bool), margin=np.zeros(p.n_rows), relu_in=p.relu_in,
-            relu_out=p.relu_out, relu_lb=p.relu_lb, relu_ub=p.relu_ub, objective=p.objective,
+            n_mask=p.n_mask,
+            lb=p.lb,
+            ub=p.ub,
+            is_binary=p.is_binary,
+            A=p.A,
+            sense=p.sense,
+            rhs=p.rhs,
+            strict=np.zeros(p.n_rows, dtype=bool),
+            margin=np.zeros(p.n_rows),
+            relu_in=p.relu_in,
+            relu_out=p.relu_out,
+            relu_lb=p.relu_lb,
+            relu_ub=p.relu_ub,
+            objective=p.objective,
         )
         changed += brute_force(p, exact=True)[0] != brute_force(loose, exact=True)[0]
         check_against_brute(p, f"pysmt:{solver}", search)
@@ -243,8 +254,19 @@ def test_fixed_binaries_and_stable_relus(solver: str) -> None:
         lo, hi = p.lb.copy(), p.ub.copy()
         lo[:3], hi[:3] = lb, ub
         return Problem(
-            n_mask=3, lb=lo, ub=hi, is_binary=p.is_binary, A=p.A, sense=p.sense, rhs=p.rhs, strict=p.strict,
-            margin=p.margin, relu_in=p.relu_in, relu_out=p.relu_out, relu_lb=p.relu_lb, relu_ub=p.relu_ub,
+            n_mask=3,
+            lb=lo,
+            ub=hi,
+            is_binary=p.is_binary,
+            A=p.A,
+            sense=p.sense,
+            rhs=p.rhs,
+            strict=p.strict,
+            margin=p.margin,
+            relu_in=p.relu_in,
+            relu_out=p.relu_out,
+            relu_lb=p.relu_lb,
+            relu_ub=p.relu_ub,
             objective=p.objective,
         )
 

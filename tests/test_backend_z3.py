@@ -24,15 +24,12 @@ from smug.backends.z3 import ENCODINGS, Z3Backend, Z3OriginalBackend, presolve  
 
 #: every configuration under test: (backend name, options); every encoding with the defaults (presolve, cuts,
 #: greedy start), the reductions switched off for two of them, and the original encoding
-CONFIGS = (
-    [("z3", {"encoding": e}) for e in ENCODINGS]
-    + [
-        ("z3", {"encoding": "maxsat", "presolve": False, "cuts": False, "greedy": False}),
-        ("z3", {"encoding": "int", "presolve": False, "cuts": False}),
-        ("z3", {"encoding": "bound", "presolve": False, "greedy": False, "search": "linear"}),
-        ("z3:original", {}),
-    ]
-)
+CONFIGS = [("z3", {"encoding": e}) for e in ENCODINGS] + [
+    ("z3", {"encoding": "maxsat", "presolve": False, "cuts": False, "greedy": False}),
+    ("z3", {"encoding": "int", "presolve": False, "cuts": False}),
+    ("z3", {"encoding": "bound", "presolve": False, "greedy": False, "search": "linear"}),
+    ("z3:original", {}),
+]
 CONFIG_IDS = ["-".join([b] + [f"{k}={v}" for k, v in o.items()]) for b, o in CONFIGS]
 
 
@@ -247,9 +244,20 @@ def test_presolve_never_changes_the_optimum(seed: int, integral: bool) -> None:
         A[:, 0] = 0.0
         A[:, 1] = -np.abs(A[:, 1]) * (p.sense == 1) + np.abs(A[:, 1]) * (p.sense == -1)
         p = Problem(
-            n_mask=p.n_mask, lb=p.lb, ub=p.ub, is_binary=p.is_binary, A=A, sense=p.sense, rhs=p.rhs,
-            strict=p.strict, margin=p.margin, relu_in=p.relu_in, relu_out=p.relu_out, relu_lb=p.relu_lb,
-            relu_ub=p.relu_ub, objective=np.abs(p.objective) + 0.5,
+            n_mask=p.n_mask,
+            lb=p.lb,
+            ub=p.ub,
+            is_binary=p.is_binary,
+            A=A,
+            sense=p.sense,
+            rhs=p.rhs,
+            strict=p.strict,
+            margin=p.margin,
+            relu_in=p.relu_in,
+            relu_out=p.relu_out,
+            relu_lb=p.relu_lb,
+            relu_ub=p.relu_ub,
+            objective=np.abs(p.objective) + 0.5,
         )
     best, _ = brute_force(p, exact=True)
     ps = presolve(p)
@@ -259,9 +267,21 @@ def test_presolve_never_changes_the_optimum(seed: int, integral: bool) -> None:
     ub = np.where(fixed, ps.fixed, p.ub).astype(float)
     keep = ps.keep_rows
     q = Problem(
-        n_mask=p.n_mask, lb=lb, ub=ub, is_binary=p.is_binary, A=p.A[keep], sense=p.sense[keep], rhs=p.rhs[keep],
-        strict=p.strict[keep], margin=p.margin[keep], relu_in=p.relu_in, relu_out=p.relu_out, relu_lb=p.relu_lb,
-        relu_ub=p.relu_ub, objective=p.objective, objective_constant=p.objective_constant,
+        n_mask=p.n_mask,
+        lb=lb,
+        ub=ub,
+        is_binary=p.is_binary,
+        A=p.A[keep],
+        sense=p.sense[keep],
+        rhs=p.rhs[keep],
+        strict=p.strict[keep],
+        margin=p.margin[keep],
+        relu_in=p.relu_in,
+        relu_out=p.relu_out,
+        relu_lb=p.relu_lb,
+        relu_ub=p.relu_ub,
+        objective=p.objective,
+        objective_constant=p.objective_constant,
     )
     best_q, winners = brute_force(q, exact=True)
     assert (best is None) == (best_q is None)

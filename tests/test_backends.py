@@ -132,7 +132,6 @@ def test_time_limit_holds_and_a_timeout_is_never_infeasible(backend):
         assert_valid_solution(p, sol)
 
 
-
 @pytest.fixture(scope="module")
 def digits_problem():
     """A real SMUG problem (digits MLP, window 2, top_k 6, gamma 0.3) and its brute-force optimum."""

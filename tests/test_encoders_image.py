@@ -131,8 +131,18 @@ def conv_cases(draw: st.DrawFn) -> dict:
     H = draw(st.integers(max(5, dil[0] * (kh - 1) + 1 - ph), 12), label="H")
     W = draw(st.integers(max(5, dil[1] * (kw - 1) + 1 - pw), 12), label="W")
     return dict(
-        cin=cin, cout=cout, groups=groups, kernel=(kh, kw), dilation=dil, stride=stride, padding=padding,
-        zpad=zpad, H=H, W=W, bias=draw(st.booleans(), label="bias"), bn=draw(st.booleans(), label="bn"),
+        cin=cin,
+        cout=cout,
+        groups=groups,
+        kernel=(kh, kw),
+        dilation=dil,
+        stride=stride,
+        padding=padding,
+        zpad=zpad,
+        H=H,
+        W=W,
+        bias=draw(st.booleans(), label="bias"),
+        bn=draw(st.booleans(), label="bn"),
         grouping=draw(st.sampled_from(["window", "segments", "per_channel", "pixels"]), label="grouping"),
         baseline=draw(st.sampled_from(["zero", "scalar", "tensor", "mean"]), label="baseline"),
         trace=draw(st.booleans(), label="trace"),
@@ -151,8 +161,14 @@ def test_conv_affine_rows_match_torch(case: dict, data: st.DataObject) -> None:
         mods.append(nn.ZeroPad2d(case["zpad"]))
     mods.append(
         nn.Conv2d(
-            case["cin"], case["cout"], case["kernel"], stride=case["stride"], padding=case["padding"],
-            dilation=case["dilation"], groups=case["groups"], bias=case["bias"],
+            case["cin"],
+            case["cout"],
+            case["kernel"],
+            stride=case["stride"],
+            padding=case["padding"],
+            dilation=case["dilation"],
+            groups=case["groups"],
+            bias=case["bias"],
         )
     )
     if case["bn"]:
@@ -180,15 +196,30 @@ def test_conv_affine_rows_match_torch(case: dict, data: st.DataObject) -> None:
 
 @SETTINGS
 @given(
-    cin=st.integers(1, 3), H=st.integers(2, 6), W=st.integers(2, 6), out=st.integers(1, 8),
-    bias=st.booleans(), bn=st.booleans(), trace=st.booleans(),
+    cin=st.integers(1, 3),
+    H=st.integers(2, 6),
+    W=st.integers(2, 6),
+    out=st.integers(1, 8),
+    bias=st.booleans(),
+    bn=st.booleans(),
+    trace=st.booleans(),
     grouping=st.sampled_from(["window", "segments", "per_channel", "pixels"]),
     baseline=st.sampled_from(["zero", "scalar", "tensor", "mean"]),
-    seed=st.integers(0, 2**31 - 1), data=st.data(),
+    seed=st.integers(0, 2**31 - 1),
+    data=st.data(),
 )
 def test_linear_affine_rows_match_torch(
-    cin: int, H: int, W: int, out: int, bias: bool, bn: bool, trace: bool,
-    grouping: str, baseline: str, seed: int, data: st.DataObject,
+    cin: int,
+    H: int,
+    W: int,
+    out: int,
+    bias: bool,
+    bn: bool,
+    trace: bool,
+    grouping: str,
+    baseline: str,
+    seed: int,
+    data: st.DataObject,
 ) -> None:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -480,8 +511,9 @@ def test_eval_mode_does_not_warn_and_same_padding_is_resolved_like_torch() -> No
         warnings.simplefilter("error")
         layer = find_first_layer(nn.Sequential(nn.Conv2d(1, 1, 4, padding="same"), nn.BatchNorm2d(1)).eval())
     assert layer.padding == (1, 2, 1, 2)
-    layer = find_first_layer(nn.Sequential(nn.ZeroPad2d((1, 0, 2, 3)), nn.Conv2d(1, 1, (2, 5), padding="same",
-                                                                                dilation=(3, 1))))
+    layer = find_first_layer(
+        nn.Sequential(nn.ZeroPad2d((1, 0, 2, 3)), nn.Conv2d(1, 1, (2, 5), padding="same", dilation=(3, 1)))
+    )
     assert layer.padding == (2 + 1, 3 + 2, 1 + 2, 0 + 2)
     assert layer.kernel_size == (2, 5) and layer.dilation == (3, 1)
 

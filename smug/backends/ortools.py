@@ -87,16 +87,34 @@ _HIGHS_MAX_COEF = 1e15
 
 _MILP_CAPS = {
     "SCIP": Capabilities(
-        optimize=True, relu=True, real_vars=True, native_time_limit=True, seed=True,
-        deterministic=False, max_threads=None, proves_bound=True,
+        optimize=True,
+        relu=True,
+        real_vars=True,
+        native_time_limit=True,
+        seed=True,
+        deterministic=False,
+        max_threads=None,
+        proves_bound=True,
     ),
     "HIGHS": Capabilities(
-        optimize=True, relu=True, real_vars=True, native_time_limit=True, seed=True,
-        deterministic=False, max_threads=1, proves_bound=True,
+        optimize=True,
+        relu=True,
+        real_vars=True,
+        native_time_limit=True,
+        seed=True,
+        deterministic=False,
+        max_threads=1,
+        proves_bound=True,
     ),
     "CBC": Capabilities(
-        optimize=True, relu=True, real_vars=True, native_time_limit=True, seed=False,
-        deterministic=True, max_threads=1, proves_bound=True,
+        optimize=True,
+        relu=True,
+        real_vars=True,
+        native_time_limit=True,
+        seed=False,
+        deterministic=True,
+        max_threads=1,
+        proves_bound=True,
     ),
 }
 
@@ -244,7 +262,9 @@ def _mp_model_proto_helper(problem: Problem, rhs_eff: np.ndarray) -> Any:
         np.ascontiguousarray(problem.lb, dtype=np.float64),
         np.ascontiguousarray(problem.ub, dtype=np.float64),
         np.ascontiguousarray(problem.objective, dtype=np.float64),
-        lo, hi, A,
+        lo,
+        hi,
+        A,
     )
     for j in np.flatnonzero(problem.is_binary).tolist():
         h.set_var_integrality(j, True)
@@ -314,10 +334,15 @@ class ORToolsMILPBackend(Backend):
         """
         super().check(problem, params)
         coef = np.concatenate([np.abs(problem.A.data), np.abs(problem.relu_lb), np.abs(problem.relu_ub)])
-        other = np.concatenate([
-            np.abs(problem.effective_rhs()), np.abs(problem.lb), np.abs(problem.ub), np.abs(problem.objective),
-            [abs(problem.objective_constant)],
-        ])
+        other = np.concatenate(
+            [
+                np.abs(problem.effective_rhs()),
+                np.abs(problem.lb),
+                np.abs(problem.ub),
+                np.abs(problem.objective),
+                [abs(problem.objective_constant)],
+            ]
+        )
         limit_coef = _HIGHS_MAX_COEF if self.solver == "HIGHS" else _MILP_INFINITY
         checks = (
             ("a constraint coefficient", coef, limit_coef),
@@ -1045,8 +1070,13 @@ class ORToolsCPSATBackend(Backend):
         stats["cpsat_status"] = _CP_STATUS.get(st1, str(st1))
         stats["first_solve_time"] = time.perf_counter() - t1
         if st1 == _CP_MODEL_INVALID:
-            return Solution(Status.ERROR, build_time=build_time, solve_time=time.perf_counter() - t1,
-                            message=f"CP-SAT rejected the model: {model.validate()}", stats=stats)
+            return Solution(
+                Status.ERROR,
+                build_time=build_time,
+                solve_time=time.perf_counter() - t1,
+                message=f"CP-SAT rejected the model: {model.validate()}",
+                stats=stats,
+            )
 
         primary_valid = low.exact or self.rounding == "relaxed"  # its bounds and infeasibility hold for the real rows
         proven_infeasible = primary_valid and st1 == _CP_INFEASIBLE
@@ -1118,14 +1148,25 @@ class ORToolsCPSATBackend(Backend):
             elif not finished:
                 status, msg = Status.FEASIBLE, "CP-SAT stopped at the time limit with a solution"
             elif not self.certify:
-                status, msg = Status.FEASIBLE, (
-                    "CP-SAT's optimum is not proven for the real rows and objective (they were rounded); "
-                    "certify=False skipped the certification solve"
+                status, msg = (
+                    Status.FEASIBLE,
+                    (
+                        "CP-SAT's optimum is not proven for the real rows and objective (they were rounded); "
+                        "certify=False skipped the certification solve"
+                    ),
                 )
             else:
                 status, msg = Status.FEASIBLE, "CP-SAT's optimum could not be certified for the real rows and objective"
-            return Solution(status, assignment=best.x, objective=float(best.exact_obj), bound=bound,
-                            build_time=build_time, solve_time=solve_time, message=msg, stats=stats)
+            return Solution(
+                status,
+                assignment=best.x,
+                objective=float(best.exact_obj),
+                bound=bound,
+                build_time=build_time,
+                solve_time=solve_time,
+                message=msg,
+                stats=stats,
+            )
         if finished:
             msg = (
                 f"CP-SAT ended ({stats['cpsat_status']}) on rows rounded to integers ({low.stats['rows_tightened']} "
@@ -1133,11 +1174,17 @@ class ORToolsCPSATBackend(Backend):
             )
             if not self.certify:
                 msg += "; certify=False skipped the certification solve"
-            return Solution(Status.UNKNOWN, bound=bound, build_time=build_time, solve_time=solve_time,
-                            message=msg, stats=stats)
-        return Solution(Status.TIMEOUT if deadline is not None else Status.UNKNOWN, bound=bound,
-                        build_time=build_time, solve_time=solve_time,
-                        message="CP-SAT stopped without a solution", stats=stats)
+            return Solution(
+                Status.UNKNOWN, bound=bound, build_time=build_time, solve_time=solve_time, message=msg, stats=stats
+            )
+        return Solution(
+            Status.TIMEOUT if deadline is not None else Status.UNKNOWN,
+            bound=bound,
+            build_time=build_time,
+            solve_time=solve_time,
+            message="CP-SAT stopped without a solution",
+            stats=stats,
+        )
 
 
 _CP_UNKNOWN, _CP_MODEL_INVALID, _CP_FEASIBLE, _CP_INFEASIBLE, _CP_OPTIMAL = 0, 1, 2, 3, 4

@@ -239,9 +239,7 @@ def presolve(problem: Problem, enabled: bool = True) -> Presolved:
         scale = 1.0 + np.abs(rhs) + absA @ np.maximum(np.abs(lo), np.abs(hi))
         tol = 1e-9 * scale
         # ---- rows that always hold are dropped
-        always = np.where(
-            sense == GE, act_min >= rhs + tol, np.where(sense == LE, act_max <= rhs - tol, False)
-        )
+        always = np.where(sense == GE, act_min >= rhs + tol, np.where(sense == LE, act_max <= rhs - tol, False))
         reach_up = act_max >= rhs - tol
         reach_down = act_min <= rhs + tol
         feasible_rows = np.where(sense == GE, reach_up, np.where(sense == LE, reach_down, reach_up & reach_down))
@@ -324,7 +322,7 @@ def _surely_feasible(problem: Problem, x: np.ndarray) -> bool:
     if eq.any():  # equalities: only when exact (checked in rational arithmetic)
         rows = np.flatnonzero(eq)
         ev = problem.with_rows(problem.A[rows], problem.sense[rows], problem.rhs[rows]).evaluate(x, exact=True, tol=0.0)
-        ok[rows] = ev.linear_holds[problem.n_rows:]
+        ok[rows] = ev.linear_holds[problem.n_rows :]
     inbox = bool(np.all((x >= problem.lb) & (x <= problem.ub)))
     return bool(ok.all()) and inbox
 
@@ -389,7 +387,7 @@ class _Lowering:
         n = problem.n_vars
         self.int_vars = encoding == "int"
         self.names = [f"b{j}" if problem.is_binary[j] else f"x{j}" for j in range(n)]
-        self.free = (ps.fixed < 0)
+        self.free = ps.fixed < 0
         self.lines: list[str] = []
         self.n_pb_rows = 0
         self.n_arith_rows = 0
@@ -420,9 +418,7 @@ class _Lowering:
                 else:
                     out.append(f"(declare-const {nm} Bool)")
             else:
-                out.append(
-                    f"(declare-const {nm} Real)(assert (<= {_num(_frac(p.lb[j]))} {nm} {_num(_frac(p.ub[j]))}))"
-                )
+                out.append(f"(declare-const {nm} Real)(assert (<= {_num(_frac(p.lb[j]))} {nm} {_num(_frac(p.ub[j]))}))")
         for r in range(p.n_relu):
             xi, yi = self.names[p.relu_in[r]], self.names[p.relu_out[r]]
             out.append(f"(assert (= {yi} (ite (> {xi} 0.0) {xi} 0.0)))")
@@ -762,8 +758,7 @@ class Z3Backend(Backend):
         t0 = time.perf_counter()
         ps = presolve(problem, self.presolve_enabled)
         enc = self.encoding
-        low = _Lowering(problem, "pb" if enc in ("maxsat", "pb-sat") else enc, ps,
-                        cuts=self.options.get("cuts", True))
+        low = _Lowering(problem, "pb" if enc in ("maxsat", "pb-sat") else enc, ps, cuts=self.options.get("cuts", True))
         low.declarations()
         low.rows()
         obj_text, const = low.objective_text()
@@ -831,8 +826,13 @@ class Z3Backend(Backend):
         else:
             res = opt.check()
         solve_time = time.perf_counter() - t1
-        stats = {"encoding": enc, "pb_rows": low.n_pb_rows, "arith_rows": low.n_arith_rows, "cuts": low.n_cuts,
-                 **ps.stats()}
+        stats = {
+            "encoding": enc,
+            "pb_rows": low.n_pb_rows,
+            "arith_rows": low.n_arith_rows,
+            "cuts": low.n_cuts,
+            **ps.stats(),
+        }
         stats["free_vars"] = int((ps.fixed < 0).sum())
         if res == z3.sat:
             x = reader.read(opt.model())
@@ -840,14 +840,33 @@ class Z3Backend(Backend):
             if lo_hi is not None and lo_hi[0] < lo_hi[1]:  # never seen; kept so "sat" can only mean proven
                 consider(x)
                 st = Status.FEASIBLE if best[0] is not None else Status.UNKNOWN
-                return Solution(st, best[0], best[1], lo_hi[0] + float(const_total),
-                                build_time=build_time, solve_time=solve_time, stats=stats,
-                                message="z3 answered sat without closing the objective bounds")
-            return Solution(Status.OPTIMAL, x, problem.objective_value(x), None, build_time=build_time,
-                            solve_time=solve_time, stats=stats)
+                return Solution(
+                    st,
+                    best[0],
+                    best[1],
+                    lo_hi[0] + float(const_total),
+                    build_time=build_time,
+                    solve_time=solve_time,
+                    stats=stats,
+                    message="z3 answered sat without closing the objective bounds",
+                )
+            return Solution(
+                Status.OPTIMAL,
+                x,
+                problem.objective_value(x),
+                None,
+                build_time=build_time,
+                solve_time=solve_time,
+                stats=stats,
+            )
         if res == z3.unsat:
-            return Solution(Status.INFEASIBLE, build_time=build_time, solve_time=solve_time,
-                            message="z3 proved that no assignment satisfies the constraints", stats=stats)
+            return Solution(
+                Status.INFEASIBLE,
+                build_time=build_time,
+                solve_time=solve_time,
+                message="z3 proved that no assignment satisfies the constraints",
+                stats=stats,
+            )
         reason = opt.reason_unknown() if remaining is None or remaining > 0 else "timeout"
         try:
             consider(reader.read(opt.model()))
@@ -866,10 +885,24 @@ class Z3Backend(Backend):
         timed = "timeout" in reason or "canceled" in reason or (remaining is not None and remaining <= 0)
         stats["reason_unknown"] = reason
         if best[0] is not None:
-            return Solution(Status.FEASIBLE, best[0], best[1], bound, build_time=build_time, solve_time=solve_time,
-                            message=f"z3 stopped ({reason}); best solution found returned", stats=stats)
-        return Solution(Status.TIMEOUT if timed else Status.UNKNOWN, bound=bound, build_time=build_time,
-                        solve_time=solve_time, message=f"z3 stopped ({reason}) before any solution", stats=stats)
+            return Solution(
+                Status.FEASIBLE,
+                best[0],
+                best[1],
+                bound,
+                build_time=build_time,
+                solve_time=solve_time,
+                message=f"z3 stopped ({reason}); best solution found returned",
+                stats=stats,
+            )
+        return Solution(
+            Status.TIMEOUT if timed else Status.UNKNOWN,
+            bound=bound,
+            build_time=build_time,
+            solve_time=solve_time,
+            message=f"z3 stopped ({reason}) before any solution",
+            stats=stats,
+        )
 
     # -- the shared bound search over a plain Solver
     def _solve_bound(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
@@ -1104,8 +1137,12 @@ class Z3OriginalBackend(Backend):
             x = read(opt.model())
             return Solution(Status.OPTIMAL, x, problem.objective_value(x), build_time=build_time, solve_time=solve_time)
         if res == z3.unsat:
-            return Solution(Status.INFEASIBLE, build_time=build_time, solve_time=solve_time,
-                            message="z3 proved that no assignment satisfies the constraints")
+            return Solution(
+                Status.INFEASIBLE,
+                build_time=build_time,
+                solve_time=solve_time,
+                message="z3 proved that no assignment satisfies the constraints",
+            )
         reason = opt.reason_unknown() if remaining is None or remaining > 0 else "timeout"
         try:
             consider(read(opt.model()))
@@ -1118,8 +1155,20 @@ class Z3OriginalBackend(Backend):
         except Exception:  # noqa: BLE001
             bound = None
         if best[0] is not None:
-            return Solution(Status.FEASIBLE, best[0], best[1], bound, build_time=build_time, solve_time=solve_time,
-                            message=f"z3 stopped ({reason}); best solution found returned")
+            return Solution(
+                Status.FEASIBLE,
+                best[0],
+                best[1],
+                bound,
+                build_time=build_time,
+                solve_time=solve_time,
+                message=f"z3 stopped ({reason}); best solution found returned",
+            )
         timed = "timeout" in reason or "canceled" in reason
-        return Solution(Status.TIMEOUT if timed else Status.UNKNOWN, bound=bound, build_time=build_time,
-                        solve_time=solve_time, message=f"z3 stopped ({reason}) before any solution")
+        return Solution(
+            Status.TIMEOUT if timed else Status.UNKNOWN,
+            bound=bound,
+            build_time=build_time,
+            solve_time=solve_time,
+            message=f"z3 stopped ({reason}) before any solution",
+        )

@@ -79,9 +79,7 @@ def window_groups(spatial: tuple[int, int], window: int | tuple[int, int]) -> np
         raise ValidationError(f"image size must be positive, got {H}x{W}")
     wh, ww = _pair("window", window)
     if wh > H or ww > W:
-        raise ValidationError(
-            f"window {wh}x{ww} is larger than the image {H}x{W}; use a window of at most {H}x{W}"
-        )
+        raise ValidationError(f"window {wh}x{ww} is larger than the image {H}x{W}; use a window of at most {H}x{W}")
     cols = -(-W // ww)
     r = np.arange(H, dtype=np.int64) // wh
     c = np.arange(W, dtype=np.int64) // ww
@@ -134,9 +132,7 @@ def feature_groups(
                 raise ValidationError("feature_mask contains NaN; it must hold integer group ids")
             if not np.isfinite(mask).all() or (mask != np.round(mask)).any():
                 bad = mask[~np.isfinite(mask) | (mask != np.round(mask))].ravel()[0]
-                raise ValidationError(
-                    f"feature_mask must hold integer group ids, found {bad!r}; pass an integer array"
-                )
+                raise ValidationError(f"feature_mask must hold integer group ids, found {bad!r}; pass an integer array")
             mask = mask.astype(np.int64)
         elif mask.dtype.kind not in "iu":
             raise ValidationError(f"feature_mask must be an integer array, got dtype {mask.dtype}")
@@ -190,9 +186,7 @@ def groups_matrix(ids: Any) -> sp.csr_matrix:
     arr = _check_ids(ids).ravel()
     n = arr.shape[0]
     G = int(arr.max()) + 1
-    return sp.csr_matrix(
-        (np.ones(n, dtype=np.float64), (arr, np.arange(n, dtype=np.int64))), shape=(G, n)
-    )
+    return sp.csr_matrix((np.ones(n, dtype=np.float64), (arr, np.arange(n, dtype=np.int64))), shape=(G, n))
 
 
 def group_areas(ids: Any) -> np.ndarray:
@@ -211,6 +205,7 @@ def group_areas(ids: Any) -> np.ndarray:
         return np.bincount(flat[0], minlength=G).astype(np.int64)
     keys = np.unique(flat * n_sp + np.arange(n_sp, dtype=np.int64)[None, :])
     return np.bincount(keys // n_sp, minlength=G).astype(np.int64)
+
 
 def neuron_indices(neurons: Any, n_out: int) -> np.ndarray:
     """Validated flat neuron indices (int64) from integer indices or a boolean selector over ``n_out`` neurons."""

@@ -94,9 +94,7 @@ def make_baseline(x: Any, spec: Any = "zero") -> np.ndarray:
     try:
         arr = np.broadcast_to(arr, xa.shape)
     except ValueError:
-        raise ShapeError(
-            f"baseline has shape {orig}, which does not broadcast to the input shape {xa.shape}"
-        ) from None
+        raise ShapeError(f"baseline has shape {orig}, which does not broadcast to the input shape {xa.shape}") from None
     if not np.isfinite(arr).all():
         raise NonFiniteError(f"baseline contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
     return np.array(arr, dtype=np.float64)
@@ -260,8 +258,13 @@ class FirstLayer:
         top, bottom, left, right = self.padding
         t = F.pad(torch.from_numpy(np.ascontiguousarray(xa))[None], (left, right, top, bottom))
         y = F.conv2d(
-            t, torch.from_numpy(self.weight), torch.from_numpy(self.bias),
-            stride=self.stride, padding=0, dilation=self.dilation, groups=self.groups,
+            t,
+            torch.from_numpy(self.weight),
+            torch.from_numpy(self.bias),
+            stride=self.stride,
+            padding=0,
+            dilation=self.dilation,
+            groups=self.groups,
         )
         return y[0].numpy().ravel()
 
@@ -326,8 +329,13 @@ class FirstLayer:
         return C, np.asarray(d, dtype=np.float64)
 
     def _conv_rows(
-        self, shape: tuple[int, ...], nrn: np.ndarray, flat_ids: np.ndarray, G: int,
-        delta: np.ndarray, base_flat: np.ndarray,
+        self,
+        shape: tuple[int, ...],
+        nrn: np.ndarray,
+        flat_ids: np.ndarray,
+        G: int,
+        delta: np.ndarray,
+        base_flat: np.ndarray,
     ) -> tuple[sp.csr_matrix, np.ndarray]:
         """Conv branch of :meth:`affine_rows`: gather each neuron's kernel taps, weight them, sum per group."""
         o, r, q, vr, vq, (H, W) = self._conv_taps(shape, nrn)
@@ -463,9 +471,7 @@ def _fold_bn(name: str, bn: nn.Module, W: np.ndarray, b: np.ndarray) -> tuple[np
     return W, b
 
 
-def _build(
-    seq: list[tuple[str, nn.Module]], start: int, in_shape: tuple[int, ...] | None
-) -> tuple[FirstLayer, int]:
+def _build(seq: list[tuple[str, nn.Module]], start: int, in_shape: tuple[int, ...] | None) -> tuple[FirstLayer, int]:
     """Parse ``[prefix modules] layer [batchnorm]`` from ``seq[start:]``; returns the layer and the last index used."""
     pad = np.zeros(4, dtype=np.int64)  # top, bottom, left, right
     prefix: list[str] = []
@@ -478,8 +484,12 @@ def _build(
             prefix.append(name)
         elif isinstance(m, nn.Flatten) and _is_exact(m, nn.Flatten):
             if m.start_dim != 1 or m.end_dim != -1:
-                raise _unsupported(name, m, f"Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}); "
-                                             "only Flatten(1, -1) can precede the first layer")
+                raise _unsupported(
+                    name,
+                    m,
+                    f"Flatten(start_dim={m.start_dim}, end_dim={m.end_dim}); "
+                    "only Flatten(1, -1) can precede the first layer",
+                )
             flatten = name
             prefix.append(name)
         elif isinstance(m, _PADS):
@@ -523,8 +533,11 @@ def _build(
         b = m.bias.detach().cpu().double().numpy() if m.bias is not None else np.zeros(W.shape[0])
         kind: Literal["linear", "conv2d"] = "conv2d"
         geometry: dict[str, Any] = dict(
-            stride=_pair(m.stride), dilation=(dh, dw), groups=int(m.groups),
-            padding=tuple(int(v) for v in pad + np.array(own)), kernel_size=(kh, kw),
+            stride=_pair(m.stride),
+            dilation=(dh, dw),
+            groups=int(m.groups),
+            padding=tuple(int(v) for v in pad + np.array(own)),
+            kernel_size=(kh, kw),
         )
         bn_type: type = nn.BatchNorm2d
         shape: tuple[int | None, ...] = (int(m.in_channels), None, None)
@@ -550,8 +563,13 @@ def _build(
     if in_shape is not None:
         shape = tuple(in_shape)
     layer = FirstLayer(
-        name=name, kind=kind, weight=np.ascontiguousarray(W), bias=np.ascontiguousarray(b),
-        in_shape=shape, modules=tuple(used), **geometry,
+        name=name,
+        kind=kind,
+        weight=np.ascontiguousarray(W),
+        bias=np.ascontiguousarray(b),
+        in_shape=shape,
+        modules=tuple(used),
+        **geometry,
     )
     return layer, last
 
@@ -623,7 +641,9 @@ def _trace(model: nn.Module, example: torch.Tensor, target: nn.Module | None) ->
 
 def _same_values(a: Any, b: Any) -> bool:
     return (
-        isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.numel() == b.numel()
+        isinstance(a, torch.Tensor)
+        and isinstance(b, torch.Tensor)
+        and a.numel() == b.numel()
         and torch.equal(a.reshape(-1), b.reshape(-1))
     )
 
