@@ -37,6 +37,7 @@ from torch import nn
 
 from ..errors import NonFiniteError, ShapeError, ValidationError
 from .groups import neuron_indices, to_numpy
+from .image import _SKIPPED  # no-op layers (Identity, Dropout): one definition for both encoders
 
 __all__ = ["TextFirstLayer", "find_text_first_layer", "TEXT_BASELINE_OPTIONS", "SUPPORTED_TEXT_FIRST_LAYERS"]
 
@@ -50,7 +51,6 @@ SUPPORTED_TEXT_FIRST_LAYERS = (
     "(optionally after nn.Flatten); nn.Dropout and nn.Identity between the embedding and the layer are skipped"
 )
 
-_SKIPPED = (nn.Identity, nn.modules.dropout._DropoutNd)
 
 
 def _display(name: str, module: nn.Module) -> str:
