@@ -339,6 +339,18 @@ def _replay_check(pre_replay: np.ndarray, neurons: np.ndarray, cfg: Config, sol:
     return bool(np.all(slack > 0)) and sol.status.has_solution, float(np.min(slack))
 
 
+def _predictions(probs3: np.ndarray, prediction: int, target: int) -> dict[str, Any]:
+    """The prediction fields of an explanation from the softmax of (original, kept only, kept removed)."""
+    return {
+        "prediction": prediction,
+        "probability": float(probs3[0, prediction]),
+        "masked_prediction": int(probs3[1].argmax()),
+        "masked_probability": float(probs3[1, target]),
+        "complement_prediction": int(probs3[2].argmax()),
+        "complement_probability": float(probs3[2, target]),
+    }
+
+
 def _solve_stats(problem: Problem, sol: Solution, cfg: Config) -> dict[str, Any]:
     return {
         "solve_time": sol.solve_time,
@@ -596,12 +608,7 @@ def explain(
         status=sol.status,
         verified=verified,
         target=target,
-        prediction=prediction,
-        probability=float(probs3[0, prediction]),
-        masked_prediction=int(probs3[1].argmax()),
-        masked_probability=float(probs3[1, target]),
-        complement_prediction=int(probs3[2].argmax()),
-        complement_probability=float(probs3[2, target]),
+        **_predictions(probs3, prediction, target),
         neurons=neurons,
         scores=scores,
         n_constraints=selection.imposed,
