@@ -17,7 +17,7 @@ from smug import ProblemBuilder, SolveParams, Status
 from smug.errors import BackendNotInstalledError, UnsupportedParameterError, ValidationError
 from smug.ir import Problem
 from smug.testing.brute import brute_force
-from smug.testing.generators import smug_like_problem
+from smug.testing.generators import random_binary_problem, smug_like_problem
 
 pytest.importorskip("pysmt")
 
@@ -30,33 +30,6 @@ CONFIG_IDS = [f"{s}-{search}" for s, search in CONFIGS]
 
 
 # --------------------------------------------------------------------------- problem generators
-def random_binary_problem(rng: np.random.Generator, *, integral: bool) -> Problem:
-    """A random pure-binary problem: mixed senses, strict rows, sometimes an equality; some infeasible."""
-    n = int(rng.integers(2, 8))
-    b = ProblemBuilder()
-    b.add_mask(n)
-    extra = b.add_binary(int(rng.integers(0, 3)))
-    nv = n + extra.size
-    k = int(rng.integers(1, 5))
-    A = rng.normal(size=(k, nv)) * (rng.random((k, nv)) < 0.8)
-    x0 = (rng.random(nv) < 0.6).astype(float)
-    senses = rng.choice([">=", "<="], size=k)
-    shift = rng.normal(scale=0.5, size=k)
-    lhs0 = A @ x0
-    rhs = np.where(senses == ">=", lhs0 + shift, lhs0 - shift)
-    strict = rng.random(k) < 0.5
-    b.add_rows(A, senses.tolist(), rhs, strict=strict, margin=np.where(strict, 1e-4, 0.0))
-    if rng.random() < 0.3:
-        row = np.zeros(nv)
-        row[rng.choice(nv, size=min(3, nv), replace=False)] = 1.0
-        b.add_rows(row[None, :], "==", [float(rng.integers(0, 3))])
-    if integral:
-        b.set_objective(np.arange(nv), rng.integers(-1, 4, size=nv).astype(float), constant=float(rng.integers(-2, 3)))
-    else:
-        b.set_objective(np.arange(nv), rng.normal(size=nv), constant=0.25)
-    return b.build()
-
-
 def integer_strict_problem(rng: np.random.Generator) -> Problem:
     """Integer rows whose strict margins (0.5 or exactly 1) decide which masks are feasible."""
     n = int(rng.integers(3, 7))
@@ -147,7 +120,7 @@ def test_random_binary_problems_match_brute_force(solver: str, search: str) -> N
     rng = np.random.default_rng(2024)
     infeasible = 0
     for t in range(10):
-        p = random_binary_problem(rng, integral=t % 2 == 0)
+        p = random_binary_problem(rng, integral=t % 2 == 0, max_mask=7)
         infeasible += brute_force(p, exact=True)[0] is None
         check_against_brute(p, f"pysmt:{solver}", search)
     assert 0 < infeasible < 10  # both cases are covered
@@ -217,7 +190,7 @@ def test_relu_networks_match_brute_force(solver: str, search: str) -> None:
 def test_int_encoding_matches_brute_force(solver: str) -> None:
     rng = np.random.default_rng(31)
     for t in range(6):
-        p = random_binary_problem(rng, integral=t % 2 == 0)
+        p = random_binary_problem(rng, integral=t % 2 == 0, max_mask=7)
         best, _ = brute_force(p, exact=True)
         sol = smug.solve(p, f"pysmt:{solver}", encoding="int")
         assert sol.stats["encoding"] == "int"
@@ -322,7 +295,7 @@ def test_strict_check_excludes_the_incumbent_despite_float_rounding(solver: str)
     rng = np.random.default_rng(2024)
     rounded_up = 0
     for _ in range(12):
-        p = random_binary_problem(rng, integral=False)
+        p = random_binary_problem(rng, integral=False, max_mask=7)
         best, _ = brute_force(p, exact=True)
         if best is None:
             continue

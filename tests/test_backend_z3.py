@@ -17,6 +17,7 @@ from smug.errors import UnsupportedParameterError, ValidationError
 from smug.ir import Problem
 from smug.solve import grace_seconds
 from smug.testing.brute import brute_force
+from smug.testing.generators import random_binary_problem
 
 z3 = pytest.importorskip("z3")
 
@@ -34,35 +35,6 @@ CONFIG_IDS = ["-".join([b] + [f"{k}={v}" for k, v in o.items()]) for b, o in CON
 
 
 # --------------------------------------------------------------------------- problem generators
-def random_binary_problem(rng: np.random.Generator, *, integral: bool) -> Problem:
-    """A random pure-binary problem with mixed senses, strict rows and equalities."""
-    n = int(rng.integers(2, 9))
-    b = ProblemBuilder()
-    b.add_mask(n)
-    extra = b.add_binary(int(rng.integers(0, 3)))
-    nv = n + extra.size
-    k = int(rng.integers(1, 5))
-    A = rng.normal(size=(k, nv)) * (rng.random((k, nv)) < 0.8)
-    x0 = (rng.random(nv) < 0.6).astype(float)
-    senses = rng.choice([">=", "<="], size=k)
-    lhs0 = A @ x0
-    # right-hand sides around a random point: some problems feasible, some not
-    shift = rng.normal(scale=0.5, size=k)
-    rhs = np.where(senses == ">=", lhs0 + shift, lhs0 - shift)
-    strict = rng.random(k) < 0.5
-    b.add_rows(A, senses.tolist(), rhs, strict=strict, margin=np.where(strict, 1e-4, 0.0))
-    if rng.random() < 0.3:  # an equality over integer coefficients
-        cols = rng.choice(nv, size=min(3, nv), replace=False)
-        row = np.zeros(nv)
-        row[cols] = 1.0
-        b.add_rows(row[None, :], "==", [float(rng.integers(0, 3))])
-    if integral:
-        b.set_objective(np.arange(nv), rng.integers(-1, 4, size=nv).astype(float), constant=float(rng.integers(-2, 3)))
-    else:
-        b.set_objective(np.arange(nv), rng.normal(size=nv), constant=0.25)
-    return b.build()
-
-
 def relu_problem(rng: np.random.Generator) -> tuple[Problem, object]:
     """A tiny random network over the mask: h = W m + b (real, equality rows), y = relu(h), a row on y.
 

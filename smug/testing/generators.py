@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from ..errors import ValidationError
 from ..ir import Problem, ProblemBuilder
 
-__all__ = ["smug_like_problem", "smooth_image"]
+__all__ = ["smug_like_problem", "smooth_image", "random_binary_problem"]
 
 
 def smooth_image(side: int, rng: np.random.Generator) -> np.ndarray:
@@ -118,4 +118,39 @@ def smug_like_problem(
             "window": window,
         }
     )
+    return b.build()
+
+
+def random_binary_problem(rng: np.random.Generator, *, integral: bool, max_mask: int = 8) -> Problem:
+    """A random pure-binary problem with mixed senses, strict rows and sometimes an equality; some are infeasible.
+
+    Right-hand sides sit around a random point, so some problems are feasible and
+    some not; with ``integral`` the objective has integer coefficients.  Small
+    enough (at most ``max_mask`` mask variables and two extra binaries) for
+    :func:`smug.testing.brute.brute_force`.
+    """
+    n = int(rng.integers(2, max_mask + 1))
+    b = ProblemBuilder()
+    b.add_mask(n)
+    extra = b.add_binary(int(rng.integers(0, 3)))
+    nv = n + extra.size
+    k = int(rng.integers(1, 5))
+    A = rng.normal(size=(k, nv)) * (rng.random((k, nv)) < 0.8)
+    x0 = (rng.random(nv) < 0.6).astype(float)
+    senses = rng.choice([">=", "<="], size=k)
+    lhs0 = A @ x0
+    # right-hand sides around a random point: some problems feasible, some not
+    shift = rng.normal(scale=0.5, size=k)
+    rhs = np.where(senses == ">=", lhs0 + shift, lhs0 - shift)
+    strict = rng.random(k) < 0.5
+    b.add_rows(A, senses.tolist(), rhs, strict=strict, margin=np.where(strict, 1e-4, 0.0))
+    if rng.random() < 0.3:  # an equality over integer coefficients
+        cols = rng.choice(nv, size=min(3, nv), replace=False)
+        row = np.zeros(nv)
+        row[cols] = 1.0
+        b.add_rows(row[None, :], "==", [float(rng.integers(0, 3))])
+    if integral:
+        b.set_objective(np.arange(nv), rng.integers(-1, 4, size=nv).astype(float), constant=float(rng.integers(-2, 3)))
+    else:
+        b.set_objective(np.arange(nv), rng.normal(size=nv), constant=0.25)
     return b.build()
