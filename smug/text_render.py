@@ -268,8 +268,9 @@ def render_html_page(items: Sequence[Mapping[str, Any]], *, title: str = "SMUG e
         title: the page title.
 
     Raises:
-        ShapeError, NonFiniteError, ValidationError: as :func:`render_terminal`,
-        naming the section; an empty ``items``.
+        ShapeError: a section's saliency or kept marks do not match its tokens (the message names the section).
+        NonFiniteError: NaN or infinite saliency in a section.
+        ValidationError: non-string tokens, ``kept`` not 0/1, a missing key, or an empty ``items``.
     """
     if not items:
         raise ValidationError("render_html_page needs at least one explanation")
