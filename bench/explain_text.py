@@ -4,7 +4,8 @@ Each review is tokenized, scored (Integrated Gradients, 200 steps) and encoded
 once with :func:`smug.saliency.explanation_problem` (by default the text demo's
 settings, top_k 30 and gamma 0.5; ``--top-k`` / ``--gamma`` for harder
 problems); the same IR problem then goes to every backend with a 10 s limit
-enforced by :func:`smug.solve`.  Results are appended to a JSONL file as they come (a rerun skips finished (review, backend) pairs), then
+enforced by :func:`smug.solve`.  Results are appended to a JSONL file as they
+come (a rerun skips finished (review, backend) pairs), then
 summarised per backend: median and worst solve time, how many were proven
 optimal, how many got a valid mask, and whether every proven optimum agrees.
 Writes ``bench/results/explain_text.{jsonl,md}``.
