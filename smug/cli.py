@@ -4,6 +4,8 @@
 (``smug demo --text``: Rotten Tomatoes reviews with the reference text CNN);
 ``smug explain --config FILE.toml`` runs the same on chosen inputs and settings
 (``smug explain --text "a raw review"`` explains raw text with a text model);
+``smug evaluate`` compares explanation methods (SMUG, PathwayGrad, the optimised
+mask, Captum's gradient methods) on MNIST test images and Rotten Tomatoes reviews;
 ``smug backends`` lists every backend with its installation status;
 ``smug solve PROBLEM.json`` solves a serialised IR problem with any backend;
 ``smug export PROBLEM.json --format smt2|mps`` writes it for outside solvers.
@@ -180,6 +182,13 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return _run_text_demo(model, inputs.get("vocab"), texts, labels, indices, cfg, args.out, source)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import run_from_args
+
+    run_from_args(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``smug`` command."""
     p = argparse.ArgumentParser(prog="smug", description="Provably minimal explanations with constraint solvers.")
@@ -204,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--backend", help="overrides the config's backend")
     x.add_argument("--out", default="smug-explanations", help="folder for the PNG / HTML and JSON files")
     x.set_defaults(func=_cmd_explain)
+
+    v = sub.add_parser("evaluate", help="compare explanation methods on real inputs (saliency metric, sparsity, ...)")
+    from .evaluate import add_arguments
+
+    add_arguments(v)
+    v.set_defaults(func=_cmd_evaluate)
 
     b = sub.add_parser("backends", help="list the solver backends and whether they are installed")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")

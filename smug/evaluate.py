@@ -1,0 +1,575 @@
+"""The comparison study: every explanation method on real inputs, scored with :mod:`smug.metrics`.
+
+:func:`run_image_study` runs each method on the first ``n`` MNIST test images
+for one reference model and writes, under ``out_dir/<model>/``:
+
+- ``rows.jsonl``: one JSON line per (method, input), appended as soon as it is
+  computed, so an interrupted study loses nothing and a rerun resumes where it
+  stopped (rows already there are skipped);
+- ``maps/<method>/<index>.npy``: the saliency maps of the first ``figure_inputs`` inputs;
+- ``summary.csv``, ``summary.json``, ``summary.md``: one row per method;
+- ``figure.png``: those inputs (rows) x each method's map (columns);
+- ``curves.png``: each method's insertion and deletion curves, averaged over the inputs.
+
+Per input, every method gets the same measurements:
+
+- ``saliency_metric`` (**lower is better**), with the best box's ``box_area`` and ``box_probability``;
+- ``sparsity`` (**lower is sparser**): for SMUG the minimal mask's kept fraction
+  (the pixels the solver proved sufficient); for the other methods, whose maps
+  are dense, the fraction of pixels holding 90% of the map's mass
+  (``mass90_fraction``, reported for every method, SMUG included);
+- ``nonzero_fraction``: the fraction of pixels with a non-zero map value;
+- ``insertion_auc`` (**higher is better**) and ``deletion_auc`` (**lower is better**), zero baseline;
+- ``seconds``: wall-clock time of the method's ``attribute`` call for that one input.
+
+SMUG runs with the demo's settings (top_k=200, gamma=0.8, window=2); ``top_k`` is
+capped at the first layer's neuron count (32 for ``mnist_mlp``, so every active
+neuron is constrained there).
+
+Maps are made non-negative per method (:attr:`smug.methods.MethodInfo.map_mode`).
+A method that raises on an input gets a row with ``error`` set and no metrics; a
+rerun retries those inputs.
+
+The text study (``run_text_study``) will sit beside this one and write rows of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:  # torch loads on first use, so `smug --help` and `smug backends` stay fast
+    import torch
+
+__all__ = [
+    "IMAGE_METHODS",
+    "StudyResult",
+    "run_image_study",
+    "summarise",
+    "format_markdown",
+    "write_summary",
+    "plot_map_grid",
+    "plot_mean_curves",
+    "read_rows",
+    "add_arguments",
+    "run_from_args",
+    "main",
+]
+
+#: The image study's default methods (SMUG with the demo's settings on SCIP first).
+IMAGE_METHODS: tuple[str, ...] = (
+    "smug:ortools:scip",
+    "pathwaygrad",
+    "pathwaygrad-ig",
+    "optimised-mask",
+    "integrated-gradients",
+    "saliency",
+    "occlusion",
+    "feature-ablation",
+)
+
+#: Summary columns: (key, header, format); the header's arrow gives the better direction.
+_SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
+    ("method", "method", "{}"),
+    ("n", "inputs", "{}"),
+    ("saliency_metric_mean", "saliency metric ↓ (mean)", "{:.3f}"),
+    ("saliency_metric_median", "(median)", "{:.3f}"),
+    ("box_area_mean", "box area", "{:.3f}"),
+    ("box_probability_mean", "box prob.", "{:.3f}"),
+    ("sparsity_mean", "sparsity ↓", "{:.3f}"),
+    ("mass90_fraction_mean", "90% mass ↓", "{:.3f}"),
+    ("insertion_auc_mean", "insertion AUC ↑", "{:.3f}"),
+    ("deletion_auc_mean", "deletion AUC ↓", "{:.3f}"),
+    ("seconds_mean", "s / input (mean)", "{:.3f}"),
+    ("seconds_median", "(median)", "{:.3f}"),
+    ("errors", "errors", "{}"),
+]
+
+
+@dataclass
+class StudyResult:
+    """What a study produced.
+
+    Attributes:
+        rows: one dict per (method, input) (see the module docstring for the keys).
+        summary: one dict per method (means and medians).
+        paths: the files written (``rows``, ``summary_csv``, ``summary_json``, ``summary_md``, ``figure``).
+    """
+
+    rows: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------- rows on disk
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a ``rows.jsonl`` file (a torn last line, from an interrupted run, is skipped)."""
+    p = Path(path)
+    rows = []
+    if p.exists():
+        for line in p.read_text().splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
+def _append_row(path: Path, row: dict[str, Any]) -> None:
+    torn = False
+    if path.exists() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, 2)
+            torn = f.read(1) != b"\n"  # an interrupted write: start on a fresh line
+    with path.open("a") as f:
+        f.write(("\n" if torn else "") + json.dumps(row) + "\n")
+        f.flush()
+
+
+def _drop_error_rows(path: Path) -> None:
+    """Rewrite ``path`` without its error rows (atomically: a new file replaces the old one)."""
+    rows = read_rows(path)
+    if not any(r.get("error") for r in rows):
+        return
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows if not r.get("error")))
+    tmp.replace(path)
+
+
+def _smug_options(name: str, model: torch.nn.Module, x: torch.Tensor, opts: dict[str, Any]) -> dict[str, Any]:
+    """SMUG's options for this model: the demo's ``top_k=200``, capped at the first layer's neuron count."""
+    if not name.startswith("smug") or "top_k" in opts or "config" in opts:
+        return opts
+    from .demo import DEMO_CONFIG
+    from .encoders import find_first_layer
+
+    n_neurons = find_first_layer(model, example_input=x).n_neurons(tuple(x.shape[1:]))
+    return {**opts, "top_k": min(DEMO_CONFIG.top_k, n_neurons)}
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+# ---------------------------------------------------------------------- one input
+def _measure_image(
+    model: torch.nn.Module,
+    method: str,
+    attributor: Any,
+    map_mode: str,
+    x: torch.Tensor,
+    steps: int,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Run one method on one input ``(1, C, H, W)`` and measure it: (row fields, the map)."""
+    from .metrics import insertion_deletion, saliency_metric, sparsity, to_map
+
+    with warnings.catch_warnings():
+        # top_k may cover every first-layer neuron (capped for small layers): SMUG then constrains the active ones
+        warnings.filterwarnings("ignore", message=r"only \d+ of the first layer's neurons are active")
+        t0 = time.perf_counter()
+        attr = attributor.attribute(x)
+        seconds = time.perf_counter() - t0
+    m = to_map(attr[0], map_mode)
+    sm = saliency_metric(model, x[0], m)
+    idl = insertion_deletion(model, x[0], m, steps=steps)
+    row: dict[str, Any] = {
+        "seconds": seconds,
+        "target": sm.target,
+        "saliency_metric": sm.score,
+        "box_area": sm.area,
+        "box_probability": sm.probability,
+        "nonzero_fraction": sparsity(m),
+        "mass90_fraction": sparsity(m, mass=0.9),
+        "insertion_auc": idl.insertion_auc,
+        "deletion_auc": idl.deletion_auc,
+        "insertion_curve": [round(float(v), 5) for v in idl.insertion],
+        "deletion_curve": [round(float(v), 5) for v in idl.deletion],
+    }
+    explanations = getattr(attributor, "explanations", None)
+    if method.startswith("smug") and explanations:
+        e = explanations[0]
+        row.update(
+            top_k=e.config.top_k,
+            gamma=e.config.gamma,
+            sparsity=e.kept_fraction,
+            sparsity_definition="mask kept fraction",
+            status=e.status.value,
+            verified=bool(e.verified),
+            mask_size=e.mask_size,
+            masked_probability=e.masked_probability,
+            masked_prediction=e.masked_prediction,
+        )
+    else:
+        row.update(sparsity=row["mass90_fraction"], sparsity_definition="fraction holding 90% of the map's mass")
+    return row, m
+
+
+def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="input", disable=not enabled)
+
+
+def run_image_study(
+    model_name: str,
+    n: int = 100,
+    methods: Sequence[str] = IMAGE_METHODS,
+    *,
+    dataset: str = "mnist",
+    split: str = "test",
+    out_dir: str | Path = "bench/results/study",
+    progress: bool = True,
+    resume: bool = True,
+    figure_inputs: int = 6,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    curve_steps: int = 56,
+    threads: int | None = 1,
+) -> StudyResult:
+    """Run every method on the first ``n`` images and score them; write rows, tables and a figure.
+
+    Args:
+        model_name: ``mnist_cnn``, ``mnist_mlp`` (trained and cached on first use) or a saved module's path.
+        n: how many inputs (the first ``n`` of the split).
+        methods: registry names (:func:`smug.methods.method_names`; ``smug:<backend>`` for SMUG,
+            which uses the demo's settings: top_k=200, gamma=0.8, window=2).
+        dataset: ``mnist`` or ``digits``.
+        split: ``test`` or ``train`` (MNIST only).
+        out_dir: results go to ``out_dir/<model stem>/``.
+        progress: show a progress bar per method.
+        resume: keep the rows already in ``rows.jsonl`` and skip their (method, input) pairs;
+            ``False`` starts the file afresh.
+        figure_inputs: how many inputs the figure shows (their maps are saved).
+        method_options: per method name, keyword arguments for its constructor.
+        curve_steps: insertion / deletion curve segments.
+        threads: torch's intra-op threads during the study (restored afterwards; ``None``: leave
+            as is).  One thread gives steadier timings on a shared machine: with two threads
+            competing with other jobs, a small convolution can take ten times longer.
+
+    Returns:
+        A :class:`StudyResult`.
+    """
+    import torch
+
+    from .demo import load_inputs, load_model
+    from .methods import method_info
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a positive int, got {n!r}")
+    for name in methods:
+        method_info(name)  # unknown names fail before any work
+    model = load_model(model_name)
+    model_key = Path(model_name).stem
+    images, labels = load_inputs(dataset, split, list(range(n)))
+    out = Path(out_dir) / model_key
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.jsonl"
+    if not resume and rows_path.exists():
+        rows_path.unlink()
+    _drop_error_rows(rows_path)  # a rerun retries the inputs that failed
+    done = {(r["method"], r["index"]) for r in read_rows(rows_path) if r.get("model") == model_key}
+    opts = method_options or {}
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        _run_methods(
+            model=model,
+            model_key=model_key,
+            methods=methods,
+            images=images,
+            labels=labels,
+            rows_path=rows_path,
+            done=done,
+            opts=opts,
+            figure_inputs=figure_inputs,
+            curve_steps=curve_steps,
+            progress=progress,
+            dataset=f"{dataset}/{split}",
+            out=out,
+        )
+    finally:
+        torch.set_num_threads(old_threads)
+    rows = [r for r in read_rows(rows_path) if r.get("model") == model_key and r["method"] in methods]
+    rows = [r for r in rows if r["index"] < n]
+    summary = summarise(rows, methods)
+    for s in summary:
+        s["threads"] = threads if threads is not None else old_threads
+    paths = {"rows": rows_path, **write_summary(summary, out, title=_title(model_key, dataset, split, n))}
+    fig_path = out / "figure.png"
+    shown = list(range(min(figure_inputs, n)))
+    plot_map_grid(images[shown], labels[shown], out / "maps", methods, shown, fig_path, title=model_key)
+    paths["figure"] = fig_path
+    paths["curves"] = plot_mean_curves(rows, methods, out / "curves.png", title=model_key)
+    return StudyResult(rows, summary, paths)
+
+
+def _run_methods(
+    *,
+    model: torch.nn.Module,
+    model_key: str,
+    methods: Sequence[str],
+    images: np.ndarray,
+    labels: np.ndarray,
+    rows_path: Path,
+    done: set[tuple[str, int]],
+    opts: dict[str, dict[str, Any]],
+    figure_inputs: int,
+    curve_steps: int,
+    progress: bool,
+    dataset: str,
+    out: Path,
+) -> None:
+    """Every method on every input not yet in ``done``; each row appended to ``rows_path`` at once."""
+    import torch
+
+    from .methods import get_method, method_info
+
+    with torch.no_grad():
+        predictions = model(torch.from_numpy(images)).argmax(1).tolist()
+    for name in methods:
+        todo = [i for i in range(len(images)) if (name, i) not in done]
+        if not todo:
+            continue
+        options = _smug_options(name, model, torch.from_numpy(images[:1].copy()), opts.get(name, {}))
+        attributor = get_method(name, model, **options)
+        mode = method_info(name).map_mode
+        maps_dir = out / "maps" / _safe(name)
+        for i in _progress(todo, len(todo), name, progress):
+            x = torch.from_numpy(images[i : i + 1].copy())
+            row: dict[str, Any] = {
+                "model": model_key,
+                "dataset": dataset,
+                "method": name,
+                "index": i,
+                "label": int(labels[i]),
+                "prediction": int(predictions[i]),
+                "correct": int(labels[i]) == int(predictions[i]),
+            }
+            try:
+                fields, m = _measure_image(model, name, attributor, mode, x, curve_steps)
+                row.update(fields)
+                if i < figure_inputs:
+                    maps_dir.mkdir(parents=True, exist_ok=True)
+                    np.save(maps_dir / f"{i:05d}.npy", m.astype(np.float32))
+            except Exception as exc:  # one failing input must not lose the study
+                row["error"] = f"{type(exc).__name__}: {exc}"
+            _append_row(rows_path, {k: _finite(v) for k, v in row.items()})
+
+
+def _title(model: str, dataset: str, split: str, n: int) -> str:
+    return f"Model `{model}`, the first {n} {dataset}/{split} inputs."
+
+
+# ------------------------------------------------------------------------ summaries
+def summarise(rows: Sequence[dict[str, Any]], methods: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One dict per method: counts, means and medians of the measurements (rows with ``error`` left out)."""
+    order = list(methods) if methods is not None else list(dict.fromkeys(r["method"] for r in rows))
+    keys = [
+        "saliency_metric",
+        "box_area",
+        "box_probability",
+        "sparsity",
+        "nonzero_fraction",
+        "mass90_fraction",
+        "insertion_auc",
+        "deletion_auc",
+        "seconds",
+    ]
+    out = []
+    for name in order:
+        mine = [r for r in rows if r["method"] == name]
+        ok = [r for r in mine if not r.get("error")]
+        s: dict[str, Any] = {"method": name, "n": len(ok), "errors": len(mine) - len(ok)}
+        for k in keys:
+            v = np.array([r[k] for r in ok if r.get(k) is not None], dtype=np.float64)
+            s[f"{k}_mean"] = float(v.mean()) if v.size else None
+            s[f"{k}_median"] = float(np.median(v)) if v.size else None
+        if any("verified" in r for r in ok):
+            s["verified_fraction"] = float(np.mean([bool(r.get("verified")) for r in ok]))
+            s["optimal_fraction"] = float(np.mean([r.get("status") == "optimal" for r in ok]))
+            s["masked_probability_mean"] = float(np.mean([r["masked_probability"] for r in ok]))
+        out.append(s)
+    return out
+
+
+def format_markdown(summary: Sequence[dict[str, Any]], title: str = "") -> str:
+    """The summary as a markdown table (arrows in the headers: ↓ lower is better, ↑ higher is better)."""
+    head = "| " + " | ".join(h for _, h, _ in _SUMMARY_COLUMNS) + " |"
+    sep = "|" + "|".join("---" for _ in _SUMMARY_COLUMNS) + "|"
+    lines = [title, ""] if title else []
+    lines += [head, sep]
+    for s in summary:
+        cells = [fmt.format(s[k]) if s.get(k) is not None else "–" for k, _, fmt in _SUMMARY_COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    smug_rows = [s for s in summary if "verified_fraction" in s]
+    if smug_rows:
+        lines.append("")
+        for s in smug_rows:
+            lines.append(
+                f"- `{s['method']}`: {s['optimal_fraction']:.0%} of masks proven optimal, "
+                f"{s['verified_fraction']:.0%} verified by replay; mean probability on the masked input "
+                f"{s['masked_probability_mean']:.3f}."
+            )
+    lines += [
+        "",
+        "Sparsity: SMUG's minimal-mask kept fraction; for the other methods the fraction of pixels holding "
+        "90% of the map's mass (the `90% mass` column gives that for every method).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: Sequence[dict[str, Any]], out: Path, title: str = "") -> dict[str, Path]:
+    """Write ``summary.csv``, ``summary.json`` and ``summary.md`` to ``out``; returns their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"summary_csv": out / "summary.csv", "summary_json": out / "summary.json", "summary_md": out / "summary.md"}
+    keys = list(dict.fromkeys(k for s in summary for k in s))
+    with paths["summary_csv"].open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for s in summary:
+            w.writerow(s)
+    paths["summary_json"].write_text(json.dumps(list(summary), indent=2))
+    paths["summary_md"].write_text(format_markdown(summary, title))
+    return paths
+
+
+def plot_map_grid(
+    images: np.ndarray,
+    labels: Sequence[int],
+    maps_dir: Path,
+    methods: Sequence[str],
+    indices: Sequence[int],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """A grid: one row per input (the image first), one column per method's map over the image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = len(indices), len(methods) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
+    for r, (idx, img) in enumerate(zip(indices, images)):
+        show = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+        axes[r, 0].imshow(show, cmap="gray")
+        axes[r, 0].set_ylabel(f"#{idx} ({labels[r]})", fontsize=8)
+        for c, name in enumerate(methods, start=1):
+            ax = axes[r, c]
+            ax.imshow(show, cmap="gray", alpha=0.45)
+            f = maps_dir / _safe(name) / f"{idx:05d}.npy"
+            if f.exists():
+                m = np.load(f)
+                top = float(m.max())
+                shown = np.ma.masked_where(m <= 1e-3 * top, m)  # hide the numerically-zero background
+                ax.imshow(shown, cmap="jet", alpha=0.75, vmin=0, vmax=top if top > 0 else 1)
+            if r == 0:
+                ax.set_title(name.replace("smug:ortools:", "smug/"), fontsize=7)
+    axes[0, 0].set_title("input", fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_mean_curves(rows: Sequence[dict[str, Any]], methods: Sequence[str], path: Path, title: str = "") -> Path:
+    """Each method's insertion and deletion curves averaged over its inputs (:func:`smug.metrics.plot_curves`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics import InsertionDeletion, plot_curves
+
+    results = {}
+    for name in methods:
+        mine = [r for r in rows if r["method"] == name and not r.get("error") and r.get("insertion_curve")]
+        if not mine:
+            continue
+        ins = np.mean([r["insertion_curve"] for r in mine], axis=0)
+        dele = np.mean([r["deletion_curve"] for r in mine], axis=0)
+        fr = np.linspace(0.0, 1.0, ins.size)
+        results[name] = InsertionDeletion(
+            fr, ins, dele, float(np.trapezoid(ins, fr)), float(np.trapezoid(dele, fr)), target=-1
+        )
+    fig = plot_curves(results, title=f"{title}: mean over inputs" if title else None)
+    fig.set_size_inches(11, 4.2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------ command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The study's command-line options (for ``smug evaluate`` or ``python -m smug.evaluate``)."""
+    parser.add_argument("models", nargs="*", default=["mnist_cnn", "mnist_mlp"], help="reference models or paths")
+    parser.add_argument("--n", type=int, default=100, help="inputs per model (the first n of the split)")
+    parser.add_argument("--methods", default=",".join(IMAGE_METHODS), help="comma-separated method names")
+    parser.add_argument("--out", default="bench/results/study", help="output folder")
+    parser.add_argument("--dataset", default="mnist", choices=["mnist", "digits"])
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--figure-inputs", type=int, default=6)
+    parser.add_argument("--fresh", action="store_true", help="discard earlier rows instead of resuming")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_from_args(args: argparse.Namespace) -> list[StudyResult]:
+    """Run the study for parsed :func:`add_arguments` options; prints each model's table."""
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    results = []
+    for model in args.models:
+        res = run_image_study(
+            model,
+            n=args.n,
+            methods=methods,
+            dataset=args.dataset,
+            split=args.split,
+            out_dir=args.out,
+            progress=not args.quiet,
+            resume=not args.fresh,
+            figure_inputs=args.figure_inputs,
+        )
+        print(res.paths["summary_md"].read_text())
+        print(f"rows: {res.paths['rows']}\nfigure: {res.paths['figure']}\ncurves: {res.paths['curves']}")
+        results.append(res)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m smug.evaluate [models...] [--n N] [--methods a,b] [--out DIR]``."""
+    parser = argparse.ArgumentParser(prog="smug evaluate", description="compare explanation methods on MNIST")
+    add_arguments(parser)
+    run_from_args(parser.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
