@@ -30,7 +30,15 @@ Maps are made non-negative per method (:attr:`smug.methods.MethodInfo.map_mode`)
 A method that raises on an input gets a row with ``error`` set and no metrics; a
 rerun retries those inputs.
 
-The text study (``run_text_study``) will sit beside this one and write rows of the same shape.
+:func:`run_text_study` does the same for the reference text CNN on the first
+``n`` Rotten Tomatoes test reviews, with the text methods (SMUG on tokens,
+Integrated Gradients and the gradient norm on the embeddings, token occlusion;
+:mod:`smug.methods.text`) and the text metrics: the saliency metric's text
+form, best over thresholds of each token map (:func:`smug.metrics.best_text_saliency_metric`;
+``box_area`` then holds the kept-token fraction and ``box_probability`` the
+probability with only those tokens), sparsity over tokens, and insertion /
+deletion over tokens.  It writes ``figure.png`` (token maps of a few reviews)
+and ``figure.html`` (the same reviews shaded per method) as well.
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ if TYPE_CHECKING:  # torch loads on first use, so `smug --help` and `smug backen
 
 __all__ = [
     "IMAGE_METHODS",
+    "TEXT_METHODS",
+    "run_text_study",
     "StudyResult",
     "run_image_study",
     "summarise",
@@ -80,6 +90,18 @@ IMAGE_METHODS: tuple[str, ...] = (
     "occlusion",
     "feature-ablation",
 )
+
+#: The text study's default methods (SMUG with the text demo's settings on two backends first).
+TEXT_METHODS: tuple[str, ...] = (
+    "smug:ortools:scip",
+    "smug:z3",
+    "integrated-gradients",
+    "saliency",
+    "occlusion",
+)
+
+#: Reference text models (run by :func:`run_text_study`).
+TEXT_MODEL_NAMES: tuple[str, ...] = ("text_cnn",)
 
 #: Summary columns: (key, header, format); the header's arrow gives the better direction.
 _SUMMARY_COLUMNS: list[tuple[str, str, str]] = [
@@ -380,6 +402,267 @@ def _title(model: str, dataset: str, split: str, n: int) -> str:
     return f"Model `{model}`, the first {n} {dataset}/{split} inputs."
 
 
+# ------------------------------------------------------------------------------ text
+class _SmugText:
+    """SMUG on token ids with the text demo's settings (``attribute(ids (1, L)) -> (1, L)``)."""
+
+    def __init__(self, model: Any, vocab: Any, backend: str):
+        from .demo import TEXT_DEMO_CONFIG
+        from .saliency import MinimalMask
+
+        self.mm = MinimalMask(model, backend=backend, config=TEXT_DEMO_CONFIG, tokenizer=vocab)
+
+    @property
+    def explanations(self) -> list[Any]:
+        return self.mm.explanations
+
+    def attribute(self, ids: Any, target: Any = None) -> Any:
+        return self.mm.attribute(ids, target=target)
+
+
+def _text_method(name: str, model: Any, vocab: Any, options: dict[str, Any]) -> tuple[Any, str]:
+    """(attributor, map mode) of a text method."""
+    from .methods.text import TextIntegratedGradients, TextOcclusion, TextSaliency
+
+    if name.startswith("smug"):
+        return _SmugText(model, vocab, name.split(":", 1)[1] if ":" in name else "ortools:scip"), "identity"
+    table = {
+        "integrated-gradients": (TextIntegratedGradients, "positive"),
+        "saliency": (TextSaliency, "identity"),
+        "occlusion": (TextOcclusion, "positive"),
+    }
+    if name not in table:
+        raise ConfigError(f"unknown text method {name!r}; choose from {list(TEXT_METHODS)} or 'smug:<backend>'")
+    cls, mode = table[name]
+    return cls(model, **options), mode
+
+
+def _resample(curve: np.ndarray, points: int = 21) -> list[float]:
+    fr = np.linspace(0.0, 1.0, curve.size)
+    return [round(float(v), 5) for v in np.interp(np.linspace(0.0, 1.0, points), fr, curve)]
+
+
+def _measure_text(model: Any, method: str, attributor: Any, map_mode: str, ids: Any) -> tuple[dict[str, Any], Any]:
+    """Run one text method on one review ``(1, L)`` and measure it: (row fields, the token map)."""
+    from .metrics import best_text_saliency_metric, sparsity, text_insertion_deletion, text_saliency_metric
+
+    t0 = time.perf_counter()
+    attr = attributor.attribute(ids)
+    seconds = time.perf_counter() - t0
+    raw = np.asarray(attr[0].detach().double().numpy())
+    m = np.maximum(raw, 0.0) if map_mode == "positive" else np.abs(raw) if map_mode == "abs" else raw
+    sm = best_text_saliency_metric(model, ids[0], m)
+    idl = text_insertion_deletion(model, ids[0], m)
+    row: dict[str, Any] = {
+        "seconds": seconds,
+        "target": sm.target,
+        "tokens": int(ids.shape[1]),
+        "saliency_metric": sm.score,
+        "box_area": sm.kept_fraction,
+        "box_probability": sm.probability,
+        "nonzero_fraction": sparsity(m),
+        "mass90_fraction": sparsity(m, mass=0.9) if m.sum() > 0 else 0.0,
+        "insertion_auc": idl.insertion_auc,
+        "deletion_auc": idl.deletion_auc,
+        "insertion_curve": _resample(idl.insertion),
+        "deletion_curve": _resample(idl.deletion),
+    }
+    explanations = getattr(attributor, "explanations", None)
+    if method.startswith("smug") and explanations:
+        e = explanations[0]
+        mask_metric = text_saliency_metric(model, ids[0], e.kept.astype(int))
+        row.update(
+            top_k=e.config.top_k,
+            gamma=e.config.gamma,
+            sparsity=e.kept_fraction,
+            sparsity_definition="mask kept fraction",
+            status=e.status.value,
+            verified=bool(e.verified),
+            mask_size=e.mask_size,
+            masked_probability=e.masked_probability,
+            masked_prediction=e.masked_prediction,
+            mask_metric=mask_metric.score,
+        )
+    else:
+        row.update(sparsity=row["mass90_fraction"], sparsity_definition="fraction holding 90% of the map's mass")
+    return row, m
+
+
+def run_text_study(
+    model_name: str = "text_cnn",
+    n: int = 100,
+    methods: Sequence[str] = TEXT_METHODS,
+    *,
+    split: str = "test",
+    out_dir: str | Path = "bench/results/study",
+    progress: bool = True,
+    resume: bool = True,
+    figure_inputs: int = 6,
+    method_options: dict[str, dict[str, Any]] | None = None,
+    threads: int | None = 1,
+) -> StudyResult:
+    """Run every text method on the first ``n`` Rotten Tomatoes reviews of ``split``; write rows, tables, figures.
+
+    Args:
+        model_name: ``text_cnn`` (the reference text CNN, trained and cached on first use).
+        n: how many reviews.
+        methods: names from :data:`TEXT_METHODS` (``smug:<backend>`` for SMUG with the text demo's
+            settings, top_k=30 and gamma=0.5).
+        split: the Rotten Tomatoes split.
+        out_dir: results go to ``out_dir/<model>/``.
+        progress: show a progress bar per method.
+        resume: keep the rows already written and skip their (method, review) pairs.
+        figure_inputs: how many reviews the figures show.
+        method_options: per method name, keyword arguments for its constructor.
+        threads: torch's intra-op threads during the study (restored afterwards).
+
+    Returns:
+        A :class:`StudyResult`.
+    """
+    import torch
+
+    from .demo import load_text_model, load_texts
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be a positive int, got {n!r}")
+    if model_name not in TEXT_MODEL_NAMES:
+        raise ConfigError(f"the text study runs the reference models {TEXT_MODEL_NAMES}, got {model_name!r}")
+    model, vocab = load_text_model(model_name)
+    texts, labels = load_texts("rotten_tomatoes", split, list(range(n)))
+    limit = getattr(model, "max_len", None)
+    seqs = [vocab.encode(t, max_len=limit, truncate="silent") for t in texts]
+    out = Path(out_dir) / model_name
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.jsonl"
+    if not resume and rows_path.exists():
+        rows_path.unlink()
+    _drop_error_rows(rows_path)
+    done = {(r["method"], r["index"]) for r in read_rows(rows_path) if r.get("model") == model_name}
+    opts = method_options or {}
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        for name in methods:
+            todo = [i for i in range(n) if (name, i) not in done]
+            if not todo:
+                continue
+            attributor, mode = _text_method(name, model, vocab, opts.get(name, {}))
+            maps_dir = out / "maps" / _safe(name)
+            for i in _progress(todo, len(todo), name, progress):
+                ids = torch.tensor([seqs[i]])
+                with torch.no_grad():
+                    pred = int(model(ids).argmax(1))
+                row: dict[str, Any] = {
+                    "model": model_name,
+                    "dataset": f"rotten_tomatoes/{split}",
+                    "method": name,
+                    "index": i,
+                    "label": int(labels[i]),
+                    "prediction": pred,
+                    "correct": int(labels[i]) == pred,
+                }
+                try:
+                    fields, m = _measure_text(model, name, attributor, mode, ids)
+                    row.update(fields)
+                    if i < figure_inputs:
+                        maps_dir.mkdir(parents=True, exist_ok=True)
+                        np.save(maps_dir / f"{i:05d}.npy", m.astype(np.float32))
+                except Exception as exc:  # one failing input must not lose the study
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                _append_row(rows_path, {k: _finite(v) for k, v in row.items()})
+    finally:
+        torch.set_num_threads(old_threads)
+    rows = [r for r in read_rows(rows_path) if r.get("model") == model_name and r["method"] in methods]
+    rows = [r for r in rows if r["index"] < n]
+    summary = summarise(rows, methods)
+    for srow in summary:
+        srow["threads"] = threads if threads is not None else old_threads
+        mine = [r for r in rows if r["method"] == srow["method"] and r.get("mask_metric") is not None]
+        if mine:
+            srow["mask_metric_mean"] = float(np.mean([r["mask_metric"] for r in mine]))
+    title = f"Model `{model_name}`, the first {n} rotten_tomatoes/{split} reviews."
+    paths = {"rows": rows_path, **write_summary(summary, out, title=title)}
+    md = paths["summary_md"]
+    md.write_text(
+        md.read_text()
+        + "\nFor text, *box area* is the kept-token fraction and *box prob.* the probability with only those "
+        "tokens (the best threshold of each token map); sparsity and 90% mass count tokens; insertion and "
+        "deletion add / remove tokens (zero embedding).\n"
+        + "".join(
+            f"- `{srow['method']}`: the saliency metric of the minimal mask itself is "
+            f"{srow['mask_metric_mean']:.3f} (mean).\n"
+            for srow in summary
+            if "mask_metric_mean" in srow
+        )
+    )
+    shown = list(range(min(figure_inputs, n)))
+    tokens = [vocab.decode(seqs[i]) for i in shown]
+    paths["figure"] = plot_token_grid(tokens, [int(labels[i]) for i in shown], out / "maps", methods, shown,
+                                      out / "figure.png", title=model_name)  # fmt: skip
+    paths["figure_html"] = _token_page(tokens, out / "maps", methods, shown, out / "figure.html")
+    paths["curves"] = plot_mean_curves(rows, methods, out / "curves.png", title=model_name)
+    return StudyResult(rows, summary, paths)
+
+
+def plot_token_grid(
+    tokens: Sequence[Sequence[str]],
+    labels: Sequence[int],
+    maps_dir: Path,
+    methods: Sequence[str],
+    indices: Sequence[int],
+    path: Path,
+    title: str = "",
+) -> Path:
+    """One panel per review: a (method x token) heat map, each method's row scaled to its own maximum."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = len(indices)
+    width = max(8.0, 0.34 * max(len(t) for t in tokens) + 2.5)
+    fig, axes = plt.subplots(panels, 1, figsize=(width, (0.32 * len(methods) + 1.1) * panels), squeeze=False)
+    for ax, idx, toks, lab in zip(axes[:, 0], indices, tokens, labels):
+        grid = np.zeros((len(methods), len(toks)))
+        for r, name in enumerate(methods):
+            f = maps_dir / _safe(name) / f"{idx:05d}.npy"
+            if f.exists():
+                m = np.load(f).astype(np.float64)
+                top = float(np.abs(m).max())
+                grid[r] = m / top if top > 0 else m
+        ax.imshow(np.ma.masked_where(grid <= 0, grid), cmap="Oranges", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(toks)))
+        ax.set_xticklabels(toks, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(methods)))
+        ax.set_yticklabels([m.replace("smug:ortools:", "smug/").replace("smug:", "smug/") for m in methods], fontsize=7)
+        ax.set_title(f"review #{idx} (label {lab})", fontsize=8, loc="left")
+    if title:
+        fig.suptitle(f"{title}: token maps (each row scaled to its maximum)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _token_page(
+    tokens: Sequence[Sequence[str]], maps_dir: Path, methods: Sequence[str], indices: Sequence[int], path: Path
+) -> Path:
+    from .text_render import render_html_page
+
+    items = []
+    for idx, toks in zip(indices, tokens):
+        for name in methods:
+            f = maps_dir / _safe(name) / f"{idx:05d}.npy"
+            if f.exists():
+                m = np.load(f).astype(np.float64)
+                items.append({"tokens": list(toks), "saliency": m, "kept": (m > 0).astype(int),
+                              "heading": f"review #{idx}: {name}"})  # fmt: skip
+    path.write_text(render_html_page(items, title="Token maps per method"), encoding="utf-8")
+    return path
+
+
 # ------------------------------------------------------------------------ summaries
 def summarise(rows: Sequence[dict[str, Any]], methods: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One dict per method: counts, means and medians of the measurements (rows with ``error`` left out)."""
@@ -530,11 +813,20 @@ def plot_mean_curves(rows: Sequence[dict[str, Any]], methods: Sequence[str], pat
 # ------------------------------------------------------------------------------ command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The study's command-line options (for ``smug evaluate`` or ``python -m smug.evaluate``)."""
-    parser.add_argument("models", nargs="*", default=["mnist_cnn", "mnist_mlp"], help="reference models or paths")
+    parser.add_argument(
+        "models",
+        nargs="*",
+        default=["mnist_cnn", "mnist_mlp", "text_cnn"],
+        help="reference models or paths (text_cnn runs the text study on Rotten Tomatoes reviews)",
+    )
     parser.add_argument("--n", type=int, default=100, help="inputs per model (the first n of the split)")
-    parser.add_argument("--methods", default=",".join(IMAGE_METHODS), help="comma-separated method names")
+    parser.add_argument(
+        "--methods",
+        default=None,
+        help=f"comma-separated method names (images: {','.join(IMAGE_METHODS)}; text: {','.join(TEXT_METHODS)})",
+    )
     parser.add_argument("--out", default="bench/results/study", help="output folder")
-    parser.add_argument("--dataset", default="mnist", choices=["mnist", "digits"])
+    parser.add_argument("--dataset", default="mnist", choices=["mnist", "digits"], help="image dataset")
     parser.add_argument("--split", default="test")
     parser.add_argument("--figure-inputs", type=int, default=6)
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows instead of resuming")
@@ -543,20 +835,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> list[StudyResult]:
     """Run the study for parsed :func:`add_arguments` options; prints each model's table."""
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    chosen = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     results = []
     for model in args.models:
-        res = run_image_study(
-            model,
+        common = dict(
             n=args.n,
-            methods=methods,
-            dataset=args.dataset,
             split=args.split,
             out_dir=args.out,
             progress=not args.quiet,
             resume=not args.fresh,
             figure_inputs=args.figure_inputs,
         )
+        if model in TEXT_MODEL_NAMES:
+            res = run_text_study(model, methods=chosen or TEXT_METHODS, **common)
+        else:
+            res = run_image_study(model, methods=chosen or IMAGE_METHODS, dataset=args.dataset, **common)
         print(res.paths["summary_md"].read_text())
         print(f"rows: {res.paths['rows']}\nfigure: {res.paths['figure']}\ncurves: {res.paths['curves']}")
         results.append(res)
@@ -565,7 +858,9 @@ def run_from_args(args: argparse.Namespace) -> list[StudyResult]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m smug.evaluate [models...] [--n N] [--methods a,b] [--out DIR]``."""
-    parser = argparse.ArgumentParser(prog="smug evaluate", description="compare explanation methods on MNIST")
+    parser = argparse.ArgumentParser(
+        prog="smug evaluate", description="compare explanation methods on MNIST digits and Rotten Tomatoes reviews"
+    )
     add_arguments(parser)
     run_from_args(parser.parse_args(argv))
     return 0

@@ -36,6 +36,8 @@ __all__ = [
     "crop_resize",
     "saliency_metric",
     "text_saliency_metric",
+    "best_text_saliency_metric",
+    "text_insertion_deletion",
     "sparsity",
     "insertion_deletion",
     "plot_curves",
@@ -319,6 +321,115 @@ def text_saliency_metric(
     frac = float(k[counted].sum() / counted.sum())
     return TextSaliencyMetric(
         score=float(np.log(max(frac, min_area)) - lp), kept_fraction=frac, probability=float(np.exp(lp)), target=target
+    )
+
+
+def _gated_probs(model: nn.Module, ids: torch.Tensor, gates: np.ndarray, target: int, batch: int = 256) -> np.ndarray:
+    """The target's probability for ``ids`` with each token's embedding multiplied by ``gates`` (one row a forward)."""
+    emb = _embedding(model)
+    out = []
+    for s in range(0, gates.shape[0], batch):
+        g = torch.from_numpy(gates[s : s + batch]).unsqueeze(-1)
+
+        def hook(_m: nn.Module, _a: Any, o: torch.Tensor, g: torch.Tensor = g) -> torch.Tensor:
+            return o * g.to(o.dtype)
+
+        h = emb.register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                lp = torch.log_softmax(model(ids.expand(g.shape[0], -1)), dim=1)[:, target]
+        finally:
+            h.remove()
+        out.append(lp.double().exp().numpy())
+    return np.concatenate(out)
+
+
+def _text_inputs(model: nn.Module, ids: Any, saliency: Any, target: int | None) -> tuple[torch.Tensor, np.ndarray, int]:
+    t_ids = torch.as_tensor(np.asarray(ids.tolist() if isinstance(ids, torch.Tensor) else ids), dtype=torch.long)
+    t_ids = t_ids.reshape(1, -1)
+    m = np.asarray(saliency.tolist() if isinstance(saliency, torch.Tensor) else saliency, dtype=np.float64).ravel()
+    if m.size != t_ids.shape[1]:
+        raise ShapeError(f"saliency has {m.size} entries for {t_ids.shape[1]} tokens")
+    if not np.isfinite(m).all():
+        raise NonFiniteError("saliency contains NaN or infinite values")
+    with torch.no_grad():
+        logits = model(t_ids)[0]
+    if target is None:
+        target = int(logits.argmax())
+    elif isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < logits.numel():
+        raise ValidationError(f"target {target!r} is out of range: the model has {logits.numel()} classes")
+    return t_ids, m, int(target)
+
+
+def best_text_saliency_metric(
+    model: nn.Module, ids: Any, saliency: Any, target: int | None = None, min_area: float = 0.05
+) -> TextSaliencyMetric:
+    """The text saliency metric of a token map: the best (lowest) over thresholds.  **Lower is better.**
+
+    For each distinct positive map value ``v``, the tokens with value ``>= v``
+    are kept (the others' embeddings zeroed) and scored as
+    :func:`text_saliency_metric` does; the lowest score wins -- the text
+    counterpart of the image metric's threshold sweep.  A map without a
+    positive value keeps nothing (probability with every embedding zeroed).
+
+    Args:
+        model: a text classifier with an ``nn.Embedding``.
+        ids: token ids ``(L,)`` or ``(1, L)``.
+        saliency: one value per token.
+        target: the class scored (default: the model's prediction).
+        min_area: the floor of the kept fraction.
+    """
+    t_ids, m, target = _text_inputs(model, ids, saliency, target)
+    min_area = _check_min_area(min_area)
+    pad = _embedding(model).padding_idx
+    counted = (t_ids[0] != pad).numpy() if pad is not None else np.ones(m.size, dtype=bool)
+    if not counted.any():
+        raise ValidationError("the sequence has no token other than <pad>")
+    levels = np.unique(m[(m > 0) & counted])[::-1]
+    gates = (m[None, :] >= levels[:, None]).astype(np.float64) if levels.size else np.zeros((1, m.size))
+    gates[:, ~counted] = 1.0  # padding stays as it is
+    p = _gated_probs(model, t_ids, gates, target)
+    frac = (gates[:, counted].sum(axis=1)) / counted.sum() if levels.size else np.zeros(1)
+    scores = np.log(np.maximum(frac, min_area)) - np.log(np.maximum(p, 1e-300))
+    best = int(np.argmin(scores))
+    return TextSaliencyMetric(
+        score=float(scores[best]), kept_fraction=float(frac[best]), probability=float(p[best]), target=target
+    )
+
+
+def text_insertion_deletion(model: nn.Module, ids: Any, saliency: Any, target: int | None = None) -> InsertionDeletion:
+    """RISE's insertion and deletion curves over tokens (deleted token = zero embedding).
+
+    Tokens are ordered by decreasing map value (ties by position); deletion
+    zeroes them one at a time from the full text, insertion puts them back one
+    at a time into the all-zero sequence.  ``<pad>`` positions are left as they
+    are.  Areas by the trapezoid rule over the fraction of tokens: **insertion
+    higher is better, deletion lower is better**.
+    """
+    t_ids, m, target = _text_inputs(model, ids, saliency, target)
+    pad = _embedding(model).padding_idx
+    counted = (t_ids[0] != pad).numpy() if pad is not None else np.ones(m.size, dtype=bool)
+    pos = np.flatnonzero(counted)
+    order = pos[np.argsort(-m[pos], kind="stable")]
+    n = order.size
+    first = np.zeros((n + 1, m.size))
+    for j in range(1, n + 1):
+        first[j] = first[j - 1]
+        first[j, order[j - 1]] = 1.0
+    keep_pad = (~counted).astype(np.float64)
+    deleted = 1.0 - first
+    inserted = first + keep_pad
+    deleted[:, ~counted] = 1.0
+    p = _gated_probs(model, t_ids, np.concatenate([inserted, deleted]), target)
+    ins, dele = p[: n + 1], p[n + 1 :]
+    fr = np.arange(n + 1) / max(n, 1)
+    return InsertionDeletion(
+        fractions=fr,
+        insertion=ins,
+        deletion=dele,
+        insertion_auc=float(np.trapezoid(ins, fr)),
+        deletion_auc=float(np.trapezoid(dele, fr)),
+        target=target,
     )
 
 
