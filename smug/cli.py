@@ -130,8 +130,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         texts, labels = load_texts("rotten_tomatoes", "test", indices)
         model = args.model or "text_cnn"
         return _run_text_demo(model, None, texts, labels, indices, cfg, args.out, "rotten_tomatoes/test")
+    from .demo import capped_config, load_inputs, load_model
+
     cfg = DEMO_CONFIG.merged(backend=args.backend) if args.backend else DEMO_CONFIG
-    return _run_demo(args.model or "mnist_cnn", "mnist", "test", list(range(args.n)), cfg, args.out)
+    model = args.model or "mnist_cnn"
+    images, _ = load_inputs("mnist", "test", [0])
+    cfg = capped_config(load_model(model), images[0], cfg)  # the MLP's first layer has only 32 neurons
+    return _run_demo(model, "mnist", "test", list(range(args.n)), cfg, args.out)
 
 
 _INPUT_KEYS = ("model", "dataset", "split", "indices", "texts", "vocab")

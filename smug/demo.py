@@ -23,6 +23,7 @@ __all__ = [
     "DemoRow",
     "load_model",
     "load_inputs",
+    "capped_config",
     "run_explanations",
     "format_table",
     "load_text_model",
@@ -79,6 +80,21 @@ def load_model(spec: str) -> nn.Module:
                 f"{spec!r} holds a {type(obj).__name__}, not a torch.nn.Module (save the whole model)"
             ) from None
         return obj.eval()
+
+
+def capped_config(model: nn.Module, x: Any, config: Config) -> Config:
+    """``config`` with ``top_k`` capped at the number of neurons of ``model``'s first layer on input ``x``.
+
+    The demo's ``top_k=200`` suits the reference CNN (6272 first-layer neurons);
+    the reference MLP has 32, so there every neuron is constrained (the active ones).
+    """
+    from .encoders import find_first_layer
+
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    if xt.dim() == 3:
+        xt = xt.unsqueeze(0)
+    n_neurons = find_first_layer(model, config.first_layer, example_input=xt).n_neurons(tuple(xt.shape[1:]))
+    return config if config.top_k <= n_neurons else config.merged(top_k=n_neurons)
 
 
 def load_inputs(dataset: str, split: str, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

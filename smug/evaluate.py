@@ -180,11 +180,9 @@ def _smug_options(name: str, model: torch.nn.Module, x: torch.Tensor, opts: dict
     """SMUG's options for this model: the demo's ``top_k=200``, capped at the first layer's neuron count."""
     if not name.startswith("smug") or "top_k" in opts or "config" in opts:
         return opts
-    from .demo import DEMO_CONFIG
-    from .encoders import find_first_layer
+    from .demo import DEMO_CONFIG, capped_config
 
-    n_neurons = find_first_layer(model, example_input=x).n_neurons(tuple(x.shape[1:]))
-    return {**opts, "top_k": min(DEMO_CONFIG.top_k, n_neurons)}
+    return {**opts, "top_k": capped_config(model, x, DEMO_CONFIG).top_k}
 
 
 def _finite(v: Any) -> Any:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -144,3 +145,13 @@ def test_text_demo_runs_end_to_end(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fresh" in r.stdout and "optimal" in r.stdout
+
+
+def test_demo_config_is_capped_at_the_first_layer_size():
+    from smug.demo import DEMO_CONFIG, capped_config
+
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10))
+    x = np.zeros((1, 8, 8), dtype=np.float32)
+    assert capped_config(mlp, x, DEMO_CONFIG).top_k == 12
+    cnn = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 10))
+    assert capped_config(cnn, x, DEMO_CONFIG) is DEMO_CONFIG  # 288 neurons >= 200
