@@ -16,7 +16,14 @@ from .solve import solve
 __version__ = "0.1.0"
 
 # torch-dependent names load on first use, so solver-only users never import torch
-_LAZY = {"explain": "saliency", "MinimalMask": "saliency", "Explanation": "saliency"}
+_LAZY = {
+    "explain": "saliency",
+    "MinimalMask": "saliency",
+    "Explanation": "saliency",
+    "TextExplanation": "text_explain",
+    "explain_network": "network",
+    "NetworkExplanation": "network",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -31,6 +38,9 @@ __all__ = [
     "explain",
     "MinimalMask",
     "Explanation",
+    "TextExplanation",
+    "explain_network",
+    "NetworkExplanation",
     "Config",
     "Problem",
     "ProblemBuilder",

@@ -155,3 +155,33 @@ def test_demo_config_is_capped_at_the_first_layer_size():
     assert capped_config(mlp, x, DEMO_CONFIG).top_k == 12
     cnn = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 10))
     assert capped_config(cnn, x, DEMO_CONFIG) is DEMO_CONFIG  # 288 neurons >= 200
+
+
+def test_explain_network_command(tmp_path):
+    from smug.data import load_digits
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.ReLU(), nn.Linear(10, 10))
+    X, y = load_digits()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    Xt, yt = torch.tensor(X[:500]), torch.tensor(y[:500])
+    for _ in range(60):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(Xt), yt).backward()
+        opt.step()
+    torch.save(model.eval(), tmp_path / "mlp.pt")
+    base = [sys.executable, "-m", "smug.cli", "explain-network", "--model", str(tmp_path / "mlp.pt")]
+    base += ["--dataset", "digits", "--indices", "0", "5", "--out", str(tmp_path / "out"), "--time-limit", "60"]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("cardinality") >= 2 and "True" in r.stdout
+    data = json.loads((tmp_path / "out" / "network_00005.json").read_text())
+    assert data["verified"]
+    r = subprocess.run(
+        base + ["--masking", "robust", "--minimality", "subset", "--window", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("subset") >= 2

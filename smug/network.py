@@ -1,0 +1,1001 @@
+"""Full-network explanations: the smallest input mask that keeps the prediction itself.
+
+The first-layer SMUG constraints only keep selected neurons active.  Here the
+question is asked of the whole network (the SMUG paper's MNIST experiment):
+find a minimal set of input groups such that, with only those kept, the
+explained class's logit beats every other logit by at least ``delta``.
+
+Two meanings of "masked" (``Config.masking``):
+
+* ``"baseline"``: a masked feature takes its baseline value (the paper's
+  setting).  The masked input is a function of the mask, so the question is a
+  0-1 MILP / SMT problem over the mask alone.
+* ``"robust"``: a masked feature may take *any* value in ``input_range``; the
+  kept features alone must guarantee the prediction, whatever the rest is.  That
+  is a formally sufficient (abductive) explanation, compare VeriX.  Checking a
+  mask is a satisfiability query over real input variables tied to the mask:
+  *is there a completion that changes the answer?*
+
+Two kinds of minimality (``Config.minimality``):
+
+* ``"cardinality"``: the fewest groups.  Baseline masking: one MILP / SMT
+  optimisation, warm-started by a heuristic mask whose size becomes a budget
+  that tightens the first layer's bounds.  Robust masking: an implicit
+  hitting-set loop (a 0-1 master over counterexamples + a verification query).
+  With a time limit, the best mask comes with a proven lower bound and gap.
+* ``"subset"``: a deletion loop drops groups one by one, each check a
+  satisfiability query (for baseline masking the query has exactly one
+  candidate input, so it is decided by evaluating the network; for robust
+  masking: interval bounds first, then a gradient attack, then the solver).
+  For robust masking validity is monotone, so the result is subset-minimal;
+  for baseline masking it is minimal with respect to removing any single group.
+
+Every mask and every counterexample is replayed through the real model in
+float64.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .backends.base import Solution, Status
+from .backends.registry import get_backend, require_installed
+from .config import Config
+from .encoders.groups import feature_groups, group_areas
+from .encoders.image import make_baseline
+from .encoders.network import LoweredNetwork, encode_network, linear_margin_bounds, lower_network
+from .errors import BoundsError, NonFiniteError, ShapeError, UnsupportedProblemError, ValidationError
+from .ir import Problem, ProblemBuilder
+from .solve import solve
+
+__all__ = ["NetworkExplanation", "explain_network", "network_problem", "MINIMALITY_KINDS"]
+
+#: Values of :attr:`NetworkExplanation.minimality`.
+MINIMALITY_KINDS = ("cardinality", "subset", "none")
+
+
+@dataclass
+class NetworkExplanation:
+    """A full-network explanation of one prediction.
+
+    Attributes:
+        mask: 0/1 array shaped like the input: the kept features.
+        mask_groups: 0/1 per group (mask variable).
+        status: ``optimal`` (cardinality-minimal, proven), ``feasible`` (a valid
+            mask, minimality as :attr:`minimality` says), ``infeasible`` (no mask
+            can meet ``delta``), ``timeout`` (no valid mask found in time),
+            ``unknown`` or ``error``.
+        minimality: ``"cardinality"`` (proven fewest groups), ``"subset"`` (no
+            kept group can be dropped; for baseline masking: no *single* group)
+            or ``"none"``.
+        target: the explained class; ``prediction`` the model's class on the input.
+        objective: the mask's size (groups, or pixel area with ``objective="area"``).
+        bound: proven lower bound on the smallest valid mask; ``gap`` =
+            ``(objective - bound) / max(1, objective)``.
+        n_relu: ReLUs in the encoded network; ``n_unstable``: how many of them the
+            bounds could not fix (the rest are linear).
+        verified: the float64 replay agrees: baseline masking: the masked input's
+            margin is at least ``delta`` (and positive); robust masking: the
+            verification query proved the mask and no random completion nor the
+            gradient attack found a counterexample.
+        replay: the replay's numbers (margins, attack results).
+        witnesses: robust masking: for each kept group, a completion of the
+            input that changes the answer when that group is dropped too
+            (replay-confirmed), as arrays shaped like the input.
+        input: the explained input.
+        stats: timings, backend, version, checks, solver calls and more.
+        config: the configuration used.
+    """
+
+    mask: np.ndarray
+    mask_groups: np.ndarray
+    status: Status
+    minimality: str
+    target: int
+    prediction: int
+    objective: float | None
+    bound: float | None
+    gap: float | None
+    n_relu: int
+    n_unstable: int
+    verified: bool
+    replay: dict[str, Any] = field(default_factory=dict)
+    witnesses: dict[int, np.ndarray] = field(default_factory=dict)
+    input: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    stats: dict[str, Any] = field(default_factory=dict)
+    config: Config = field(default_factory=Config)
+
+    @property
+    def mask_size(self) -> int:
+        """Number of kept groups."""
+        return int(np.asarray(self.mask_groups).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (no input, no witnesses): for JSON reports and tables."""
+        return {
+            "status": self.status.value,
+            "minimality": self.minimality,
+            "verified": self.verified,
+            "target": self.target,
+            "prediction": self.prediction,
+            "objective": self.objective,
+            "bound": self.bound,
+            "gap": self.gap,
+            "mask_size": self.mask_size,
+            "n_relu": self.n_relu,
+            "n_unstable": self.n_unstable,
+            "n_witnesses": len(self.witnesses),
+            "mask": np.asarray(self.mask).astype(int).tolist(),
+            "replay": _jsonable(self.replay),
+            "stats": _jsonable(self.stats),
+            "config": self.config.to_dict(),
+        }
+
+    def plot(self, ax: Any = None, *, title: str | None = None) -> Any:
+        """Input and kept features side by side; returns the matplotlib figure."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            fig, ax = plt.subplots(1, 2, figsize=(6.4, 3.2))
+        else:
+            fig = ax[0].figure
+        img = np.asarray(self.input, dtype=np.float64)
+        msk = np.asarray(self.mask, dtype=np.float64)
+        if img.ndim == 3:
+            show = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+            kept = msk.max(axis=0)
+        elif img.ndim == 2:
+            show, kept = img, msk
+        else:
+            show, kept = img.reshape(1, -1), msk.reshape(1, -1)
+        lo, hi = float(np.min(show)), float(np.max(show))
+        norm = (show - lo) / (hi - lo) if hi > lo else show * 0
+        ax[0].imshow(norm, cmap="gray" if norm.ndim == 2 else None)
+        ax[0].set_title(f"input: class {self.prediction}")
+        ax[1].imshow(norm, cmap="gray" if norm.ndim == 2 else None, alpha=0.35)
+        ax[1].imshow(np.ma.masked_where(kept == 0, kept), cmap="autumn", alpha=0.9, vmin=0, vmax=1)
+        kind = self.config.masking
+        ax[1].set_title(f"{kind} mask: {self.mask_size} groups ({self.status.value}, {self.minimality})", fontsize=8)
+        for a in ax:
+            a.set_xticks([])
+            a.set_yticks([])
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        return fig
+
+    def save(self, path: str | Path) -> Path:
+        """Save as ``.png`` (the plot), ``.json`` (:meth:`to_dict`) or ``.npz`` (arrays and witnesses)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.suffix == ".png":
+            import matplotlib.pyplot as plt
+
+            fig = self.plot()
+            fig.savefig(p, dpi=110)
+            plt.close(fig)
+        elif p.suffix == ".json":
+            p.write_text(json.dumps(self.to_dict(), indent=2))
+        elif p.suffix == ".npz":
+            wit = {f"witness_{g}": w for g, w in self.witnesses.items()}
+            np.savez_compressed(p, mask=self.mask, mask_groups=self.mask_groups, input=self.input, **wit)
+        else:
+            raise ValidationError(f"cannot save to {str(p)!r}: use a .png, .json or .npz path")
+        return p
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.floating, np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    return v
+
+
+# ------------------------------------------------------------------ context
+def _per_feature(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    a = np.asarray(value, dtype=np.float64)
+    n = int(np.prod(shape))
+    if a.size == n:
+        a = a.reshape(-1)
+    else:
+        while a.ndim > len(shape) and a.shape[0] == 1:
+            a = a[0]
+        try:
+            a = np.broadcast_to(a, shape).reshape(-1)
+        except ValueError:
+            raise ShapeError(
+                f"{name} has shape {a.shape}, which does not broadcast to the input shape {shape}"
+            ) from None
+    if not np.isfinite(a).all():
+        raise NonFiniteError(f"{name} contains NaN or infinite values")
+    return a.copy()
+
+
+def _split_ranges(overrides: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, Any] | None]:
+    """Per-feature ``input_range`` arrays go to the pipeline; a pair of numbers stays a config field."""
+    r = overrides.get("input_range")
+    if r is None:
+        return overrides, None
+    if isinstance(r, (tuple, list)) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r):
+        return overrides, None
+    if not isinstance(r, (tuple, list)) or len(r) != 2:
+        raise ValidationError("input_range must be a pair (low, high) of numbers or of arrays like the input")
+    rest = {k: v for k, v in overrides.items() if k != "input_range"}
+    return rest, (r[0], r[1])
+
+
+class _Context:
+    """Everything about one explanation request: model, input, groups, ranges, checks."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Any,
+        target: int | None,
+        cfg: Config,
+        baseline: Any,
+        feature_mask: Any,
+        ranges: tuple[Any, Any] | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.cfg = cfg
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.array(x))
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"the input must be a torch.Tensor or numpy array, got {type(x).__name__}")
+        if not torch.is_floating_point(x):
+            raise ValidationError(f"the input has dtype {x.dtype}; smug needs floating point")
+        if x.dim() == 4 and x.shape[0] == 1:
+            x = x[0]
+        if not torch.isfinite(x).all():
+            raise NonFiniteError("the input contains NaN or infinite values")
+        self.x = x.detach().double().cpu().numpy().copy()
+        self.shape = tuple(self.x.shape)
+        self.model = copy.deepcopy(model).double().cpu().eval()
+        with torch.no_grad():
+            logits = self.model(torch.from_numpy(self.x.copy()).unsqueeze(0))
+        if logits.dim() != 2 or logits.shape[0] != 1:
+            raise ShapeError(f"the model must return logits of shape (1, classes), got {tuple(logits.shape)}")
+        self.logits = logits[0].numpy().copy()
+        self.n_classes = int(self.logits.shape[0])
+        self.prediction = int(np.argmax(self.logits))
+        if target is None:
+            target = self.prediction
+        if isinstance(target, torch.Tensor):
+            target = int(target.item())
+        if (
+            isinstance(target, bool)
+            or not isinstance(target, (int, np.integer))
+            or not 0 <= int(target) < self.n_classes
+        ):
+            raise ValidationError(
+                f"target {target!r} is out of range: the model has {self.n_classes} classes (0..{self.n_classes - 1})"
+            )
+        self.target = int(target)
+        t0 = time.perf_counter()
+        self.net: LoweredNetwork = lower_network(self.model, self.shape)
+        self.lower_time = time.perf_counter() - t0
+        own = self.net.forward(self.x)
+        if own.shape[0] != self.n_classes or not np.allclose(own, self.logits, rtol=1e-7, atol=1e-7):
+            raise ValidationError(
+                "the lowered network does not reproduce the model's logits; "
+                "the model's forward() must be its nn.Sequential layers in order"
+            )
+        # groups
+        if feature_mask is not None:
+            if isinstance(feature_mask, torch.Tensor):
+                feature_mask = feature_mask.detach().cpu().numpy()
+            self.ids = feature_groups(self.shape, feature_mask=feature_mask)
+        else:
+            self.ids = feature_groups(self.shape, window=cfg.window)
+        self.flat_ids = self.ids.reshape(-1)
+        self.n_groups = int(self.ids.max()) + 1
+        self.weights = group_areas(self.ids).astype(np.float64) if cfg.objective == "area" else np.ones(self.n_groups)
+        # masking
+        self.delta = float(cfg.delta)
+        self.threshold = self.delta + float(cfg.margin)  # what the encodings demand (margin absorbs solver tolerance)
+        x0 = self.x.reshape(-1)
+        if cfg.masking == "baseline":
+            self.base = make_baseline(self.x, cfg.baseline if baseline is None else baseline).reshape(-1)
+            self.lo = self.hi = None
+        else:
+            if baseline is not None:
+                raise ValidationError("baseline= is meaningless with masking='robust'; set input_range instead")
+            lo_v, hi_v = cfg.input_range if ranges is None else ranges
+            self.lo = _per_feature("input_range low", lo_v, self.shape)
+            self.hi = _per_feature("input_range high", hi_v, self.shape)
+            if (self.lo > self.hi).any():
+                i = int(np.flatnonzero(self.lo > self.hi)[0])
+                raise BoundsError(
+                    f"input_range is empty at feature {i}: low {self.lo[i]!r} is above high {self.hi[i]!r}"
+                )
+            out = (x0 < self.lo) | (x0 > self.hi)
+            if out.any():
+                i = int(np.flatnonzero(out)[0])
+                raise BoundsError(
+                    f"the input has {int(out.sum())} feature(s) outside input_range {tuple(cfg.input_range)!r} "
+                    f"(first: feature {i} = {x0[i]!r}); a robust explanation needs the input inside the range"
+                )
+            self.base = None
+        # backend
+        be = get_backend(cfg.backend, **cfg.backend_options)
+        require_installed(be)
+        if not be.capabilities.relu:
+            raise UnsupportedProblemError(
+                f"backend {cfg.backend!r} cannot take ReLU constraints, which the full-network encoding needs; "
+                "use a MILP backend such as 'ortools:scip' or an SMT backend such as 'z3'"
+            )
+        self.backend = be
+
+    # -- evaluation ---------------------------------------------------------
+    def margins(self, X: np.ndarray) -> np.ndarray:
+        """``logit_t - max_{j != t} logit_j`` for a batch of flat inputs, via the torch model in float64."""
+        X = np.asarray(X, dtype=np.float64).reshape(-1, *self.shape)
+        out = []
+        with torch.no_grad():
+            for s in range(0, X.shape[0], 512):
+                lg = self.model(torch.from_numpy(np.ascontiguousarray(X[s : s + 512])))
+                t = lg[:, self.target]
+                lg = lg.clone()
+                lg[:, self.target] = -torch.inf
+                out.append((t - lg.max(dim=1).values).numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def masked(self, masks: np.ndarray) -> np.ndarray:
+        """Baseline masking: the masked inputs (B, n_features) of 0/1 group masks (B, G)."""
+        masks = np.atleast_2d(np.asarray(masks, dtype=np.float64))
+        kept = masks[:, self.flat_ids]
+        return self.base + kept * (self.x.reshape(-1) - self.base)
+
+    def region(self, mask_groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Robust masking: the box of inputs a mask allows."""
+        kept = np.asarray(mask_groups)[self.flat_ids] > 0.5
+        x0 = self.x.reshape(-1)
+        return np.where(kept, x0, self.lo), np.where(kept, x0, self.hi)
+
+    def remaining(self, t0: float) -> float | None:
+        tl = self.cfg.time_limit
+        return None if tl is None else tl - (time.perf_counter() - t0)
+
+    def solve(self, problem: Problem, t0: float, cap: float | None = None, isolate: bool | None = None) -> Solution:
+        """Solve with what is left of the time limit.
+
+        ``isolate=None``: in a child process stopped at the limit (the main
+        optimisation: every backend ends on time); the many small verification
+        queries run in process (``isolate=False``).
+        """
+        left = self.remaining(t0)
+        if cap is not None:
+            left = cap if left is None else min(left, cap)
+        if left is not None and left <= 0.01:
+            return Solution(status=Status.TIMEOUT, message="no time left")
+        return solve(
+            problem,
+            self.backend,
+            time_limit=left,
+            seed=self.cfg.seed,
+            threads=self.cfg.threads,
+            verbose=self.cfg.verbose,
+            isolate=isolate,
+        )
+
+
+# ------------------------------------------------------------------ attacks
+def _attack(
+    ctx: _Context,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    starts: list[np.ndarray] | None = None,
+    restarts: int = 3,
+    steps: int = 20,
+    seed: int = 0,
+) -> tuple[np.ndarray, float]:
+    """PGD inside the box ``[lo, hi]`` minimising the target's margin; returns the best input and its margin."""
+    free = hi > lo
+    x0 = ctx.x.reshape(-1)
+    rng = np.random.default_rng(seed)
+    S = [np.clip(x0, lo, hi)] + list(starts or [])
+    S += [lo + rng.random(lo.shape) * (hi - lo) for _ in range(restarts)]
+    X = torch.from_numpy(np.stack(S))
+    lo_t, hi_t, free_t = torch.from_numpy(lo), torch.from_numpy(hi), torch.from_numpy(free)
+    step = 0.25 * (hi_t - lo_t)
+    best_x, best_m = S[0], float("inf")
+    for _ in range(steps + 1):
+        X = X.detach().requires_grad_(True)
+        lg = ctx.model(X.reshape(-1, *ctx.shape))
+        t = lg[:, ctx.target]
+        others = lg.clone()
+        others[:, ctx.target] = -torch.inf
+        marg = t - others.max(dim=1).values
+        i = int(torch.argmin(marg))
+        if float(marg[i].detach()) < best_m:
+            best_m, best_x = float(marg[i].detach()), X[i].detach().numpy().copy()
+        if best_m <= ctx.delta - _CONFIRM or not free.any():
+            break
+        (g,) = torch.autograd.grad(marg.sum(), X)
+        with torch.no_grad():
+            X = X - step * torch.sign(g) * free_t
+            X = torch.maximum(torch.minimum(X, hi_t), lo_t)
+        step = step * 0.85
+    return best_x, best_m
+
+
+# ------------------------------------------------------------------ baseline
+def _importance(ctx: _Context) -> np.ndarray:
+    """Group scores: gradient x (input - baseline) of the target's margin, summed per group."""
+    X = torch.from_numpy(ctx.x.copy()).unsqueeze(0).requires_grad_(True)
+    lg = ctx.model(X)[0]
+    others = lg.clone()
+    others[ctx.target] = -torch.inf
+    j = int(torch.argmax(others))
+    (g,) = torch.autograd.grad(lg[ctx.target] - lg[j], X)
+    ref = ctx.base if ctx.base is not None else 0.5 * (ctx.lo + ctx.hi)
+    contrib = (g[0].numpy().reshape(-1)) * (ctx.x.reshape(-1) - ref)
+    if ctx.base is None:
+        contrib = np.abs(g[0].numpy().reshape(-1)) * np.maximum(ctx.x.reshape(-1) - ctx.lo, ctx.hi - ctx.x.reshape(-1))
+    return np.bincount(ctx.flat_ids, weights=contrib, minlength=ctx.n_groups)
+
+
+def _deletion_baseline(ctx: _Context, mask: np.ndarray, order: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    """Drop groups one by one while the masked input stays valid (each check one exact forward pass)."""
+    mask = mask.copy()
+    x0 = ctx.x.reshape(-1)
+    same = np.bincount(ctx.flat_ids, weights=(x0 != ctx.base).astype(float), minlength=ctx.n_groups) == 0
+    mask[same] = 0  # a group equal to its baseline changes nothing
+    checks = 0
+    for g in order:
+        if not mask[g]:
+            continue
+        mask[g] = 0
+        checks += 1
+        if ctx.margins(ctx.masked(mask))[0] < ctx.threshold:
+            mask[g] = 1
+    stats["deletion_checks"] = stats.get("deletion_checks", 0) + checks
+    return mask
+
+
+def _heuristic_baseline(ctx: _Context, stats: dict[str, Any], max_greedy: int = 40) -> np.ndarray | None:
+    """A valid mask that no single deletion can shrink, or ``None`` when the heuristics find none.
+
+    Greedy insertion first (add the group that raises the margin most, each step
+    one batch of forward passes), then, if that stalls, groups in order of
+    gradient x input; finally the deletion loop.
+    """
+    checks = 0
+    mask = np.zeros(ctx.n_groups)
+    marg = ctx.margins(ctx.masked(mask))[0]
+    checks += 1
+    eye = np.eye(ctx.n_groups)
+    for _ in range(min(max_greedy, ctx.n_groups)):
+        if marg >= ctx.threshold:
+            break
+        cand = np.flatnonzero(mask == 0)
+        trials = mask[None, :] + eye[cand]
+        ms = ctx.margins(ctx.masked(trials))
+        checks += ms.size
+        i = int(np.argmax(ms))
+        mask = trials[i]
+        marg = ms[i]
+    score = _importance(ctx)
+    if marg < ctx.threshold:
+        order = np.argsort(-score, kind="stable")
+        prefixes = np.repeat(mask[None, :], ctx.n_groups + 1, axis=0)
+        for k in range(1, ctx.n_groups + 1):
+            prefixes[k] = prefixes[k - 1]
+            prefixes[k, order[k - 1]] = 1
+        ms = ctx.margins(ctx.masked(prefixes))
+        checks += ms.size
+        ok = np.flatnonzero(ms >= ctx.threshold)
+        if ok.size == 0:
+            stats["insertion_checks"] = checks
+            return None
+        mask = prefixes[int(ok[0])].copy()
+    stats["insertion_checks"] = checks
+    return _deletion_baseline(ctx, mask, np.argsort(score, kind="stable"), stats)
+
+
+def _baseline(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
+    cfg = ctx.cfg
+    heur = _heuristic_baseline(ctx, stats)
+    stats["heuristic_time"] = time.perf_counter() - t0
+    res: dict[str, Any] = {"bound": None, "n_relu": 0, "n_unstable": 0}
+    if heur is not None:
+        stats["heuristic_size"] = float(ctx.weights @ heur)
+    if cfg.minimality == "subset" and heur is not None and float(ctx.weights @ heur) > 0:
+        # the empty mask is invalid (the heuristic starts there): at least one group is needed
+        res.update(mask=heur, status=Status.FEASIBLE, minimality="subset", bound=float(ctx.weights.min()))
+        if float(ctx.weights @ heur) <= float(ctx.weights.min()):
+            res.update(status=Status.OPTIMAL, minimality="cardinality")
+        enc = encode_network(
+            ctx.net, ctx.x, ctx.target, ids=ctx.ids, baseline=ctx.base, threshold=ctx.threshold, bounds=cfg.bounds
+        )
+        res.update(n_relu=enc.n_relu, n_unstable=enc.n_unstable)
+        return res
+    budget = None
+    if heur is not None:
+        best = float(ctx.weights @ heur)
+        if best <= 0:
+            enc = encode_network(ctx.net, ctx.x, ctx.target, ids=ctx.ids, baseline=ctx.base, threshold=ctx.threshold)
+            res.update(mask=heur, status=Status.OPTIMAL, minimality="cardinality", bound=0.0)
+            res.update(n_relu=enc.n_relu, n_unstable=enc.n_unstable)
+            return res
+        budget = int(np.floor((best - 1e-9) / ctx.weights.min())) if cfg.objective == "area" else int(best) - 1
+    t1 = time.perf_counter()
+    enc = encode_network(
+        ctx.net,
+        ctx.x,
+        ctx.target,
+        ids=ctx.ids,
+        baseline=ctx.base,
+        threshold=ctx.threshold,
+        bounds=cfg.bounds,
+        weights=ctx.weights,
+        max_kept=budget,
+    )
+    stats["build_time"] = time.perf_counter() - t1
+    stats["bounds_time"] = enc.bounds_time
+    res.update(n_relu=enc.n_relu, n_unstable=enc.n_unstable, problem=enc.problem)
+    sol = ctx.solve(enc.problem, t0)
+    res["solution"] = sol
+    stats.update(_sol_stats(sol))
+    if sol.status.has_solution and sol.mask is not None and (heur is None or sol.objective < ctx.weights @ heur):
+        mask = sol.mask.astype(np.float64)
+        opt = sol.status == Status.OPTIMAL
+        res.update(mask=mask, status=sol.status, minimality="cardinality" if opt else "none")
+        res["bound"] = sol.bound if not opt else float(ctx.weights @ mask)
+        return res
+    if heur is not None:
+        if sol.status in (Status.INFEASIBLE, Status.OPTIMAL):
+            # nothing better than the heuristic mask exists: it is optimal
+            res.update(mask=heur, status=Status.OPTIMAL, minimality="cardinality", bound=float(ctx.weights @ heur))
+        else:
+            # the empty mask is invalid (the heuristic starts there), so at least one group is needed
+            lb = max(sol.bound if sol.bound is not None else 0.0, float(ctx.weights.min()))
+            res.update(mask=heur, status=Status.FEASIBLE, minimality="subset", bound=float(min(lb, ctx.weights @ heur)))
+        return res
+    if sol.status == Status.INFEASIBLE:
+        res.update(mask=None, status=Status.INFEASIBLE, minimality="none")
+        return res
+    res.update(mask=None, status=sol.status, minimality="none", bound=sol.bound)
+    return res
+
+
+def _sol_stats(sol: Solution) -> dict[str, Any]:
+    return {
+        "solver_status": sol.status.value,
+        "solve_time": sol.solve_time,
+        "solver_message": sol.message,
+        "backend_version": sol.version,
+    }
+
+
+# -------------------------------------------------------------------- robust
+#: A counterexample must push the margin this far below delta to count (so that
+#: its replay, in a different batch or order of float operations, agrees).
+_CONFIRM = 1e-9
+
+
+class _Verifier:
+    """Decides "does every completion of this mask keep the answer?" and collects counterexamples."""
+
+    def __init__(self, ctx: _Context, t0: float, stats: dict[str, Any]) -> None:
+        self.ctx, self.t0, self.stats = ctx, t0, stats
+        for k in ("ibp_proofs", "attack_refutations", "solver_calls", "solver_proofs", "solver_refutations"):
+            stats.setdefault(k, 0)
+        stats.setdefault("unknown_checks", 0)
+        self.max_unstable = 0
+        self.recent: list[np.ndarray] = []  # recent counterexamples: good attack starts
+
+    def __call__(self, mask: np.ndarray, *, use_attack: bool = True) -> tuple[str, np.ndarray | None]:
+        """``("valid", None)``, ``("invalid", witness)``, ``("near", completion)`` or ``("unknown", None)``.
+
+        ``"near"``: the solver found a completion whose margin is within its
+        feasibility tolerance of ``delta`` but that the float64 replay does not
+        confirm below it; such a group is kept (the explanation stays valid).
+        """
+        ctx, stats = self.ctx, self.stats
+        lo, hi = ctx.region(mask)
+        mlb = linear_margin_bounds(ctx.net, lo, hi, ctx.target)
+        if mlb.min() > ctx.delta:
+            stats["ibp_proofs"] += 1
+            return "valid", None
+        if use_attack:
+            starts = [np.clip(w, lo, hi) for w in self.recent]
+            xa, ma = _attack(
+                ctx, lo, hi, starts=starts, restarts=4, steps=40, seed=ctx.cfg.seed + stats["attack_refutations"]
+            )
+            if ma <= ctx.delta - _CONFIRM:
+                stats["attack_refutations"] += 1
+                self._remember(xa)
+                return "invalid", xa
+        enc = encode_network(
+            ctx.net,
+            ctx.x,
+            ctx.target,
+            ids=ctx.ids,
+            masking="robust",
+            input_range=(ctx.lo, ctx.hi),
+            threshold=ctx.delta,
+            output="counterexample",
+            fixed_mask=mask,
+            bounds=ctx.cfg.bounds,
+            margin_lb=mlb,
+        )
+        self.max_unstable = max(self.max_unstable, enc.n_unstable)
+        if enc.trivially_valid:
+            stats["ibp_proofs"] += 1
+            return "valid", None
+        stats["solver_calls"] += 1
+        sol = ctx.solve(enc.problem, self.t0, isolate=False)
+        if sol.status == Status.INFEASIBLE:
+            stats["solver_proofs"] += 1
+            return "valid", None
+        if sol.status.has_solution and sol.assignment is not None:
+            w = sol.assignment[enc.input_vars]
+            w = np.clip(w, lo, hi)
+            m = ctx.margins(w)[0]
+            if m > ctx.delta - _CONFIRM:  # on the boundary by the solver's tolerance: push it over
+                w2, m2 = _attack(ctx, lo, hi, starts=[w], restarts=0, steps=30)
+                w, m = (w2, m2) if m2 < m else (w, m)
+            if m <= ctx.delta - _CONFIRM:
+                stats["solver_refutations"] += 1
+                self._remember(w)
+                return "invalid", w
+            # the solver's completion meets the counterexample row only within its tolerance:
+            # the margin can be pushed to within that tolerance of delta but not (provably) below
+            stats["near_counterexamples"] = stats.get("near_counterexamples", 0) + 1
+            return "near", w
+        stats["unknown_checks"] += 1
+        return "unknown", None
+
+    def _remember(self, w: np.ndarray) -> None:
+        self.recent = [w, *self.recent[:3]]
+
+
+def _shrink_witness(ctx: _Context, w: np.ndarray) -> np.ndarray:
+    """Restore groups of a counterexample to their original values while it stays a counterexample."""
+    x0 = ctx.x.reshape(-1)
+    w = w.copy()
+    diff = np.bincount(ctx.flat_ids, weights=np.abs(w - x0), minlength=ctx.n_groups)
+    for g in np.argsort(diff, kind="stable"):
+        if diff[g] == 0:
+            continue
+        sel = ctx.flat_ids == g
+        trial = w.copy()
+        trial[sel] = x0[sel]
+        if ctx.margins(trial)[0] <= ctx.delta:
+            w = trial
+    return w
+
+
+def _deletion_robust(
+    ctx: _Context, verify: _Verifier, t0: float, stats: dict[str, Any]
+) -> tuple[np.ndarray, dict[int, np.ndarray], bool]:
+    """Deletion loop: free groups one by one while the verifier proves the mask; returns (mask, witnesses, complete)."""
+    score = _importance(ctx)
+    order = np.argsort(score, kind="stable")
+    mask = np.ones(ctx.n_groups)
+    witnesses: dict[int, np.ndarray] = {}
+    complete = True
+    # a group whose every feature is pinned by the range (lo == hi) changes nothing when masked
+    free = np.bincount(ctx.flat_ids, weights=(ctx.hi > ctx.lo).astype(float), minlength=ctx.n_groups)
+    mask[free == 0] = 0
+    checks = 0
+    for g in order:
+        if not mask[g]:
+            continue
+        checks += 1
+        left = ctx.remaining(t0)
+        if left is not None and left <= 0:
+            complete = False
+            break
+        mask[g] = 0
+        verdict, w = verify(mask)
+        if verdict == "valid":
+            continue
+        mask[g] = 1
+        if verdict == "invalid" and w is not None:
+            witnesses[int(g)] = w.reshape(ctx.shape)
+        elif verdict == "near":
+            stats.setdefault("near_groups", []).append(int(g))
+        else:
+            complete = False
+    stats["deletion_checks"] = stats.get("deletion_checks", 0) + checks
+    return mask, witnesses, complete
+
+
+def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
+    cfg = ctx.cfg
+    res: dict[str, Any] = {"bound": None, "witnesses": {}}
+    enc0 = encode_network(
+        ctx.net,
+        ctx.x,
+        ctx.target,
+        ids=ctx.ids,
+        masking="robust",
+        input_range=(ctx.lo, ctx.hi),
+        threshold=ctx.delta,
+        output="counterexample",
+        bounds="interval",
+    )
+    res.update(n_relu=enc0.n_relu, n_unstable=enc0.n_unstable)
+    if ctx.margins(ctx.x.reshape(-1))[0] <= ctx.delta:
+        res.update(mask=None, status=Status.INFEASIBLE, minimality="none")
+        stats["message"] = "the input itself does not beat every other class by delta: no mask can"
+        return res
+    verify = _Verifier(ctx, t0, stats)
+    mask, witnesses, complete = _deletion_robust(ctx, verify, t0, stats)
+    stats["deletion_time"] = time.perf_counter() - t0
+    res.update(mask=mask, witnesses=witnesses)
+    res["status"] = Status.FEASIBLE
+    res["minimality"] = "subset" if complete else "none"
+    res["n_unstable"] = max(res["n_unstable"], verify.max_unstable)
+    if cfg.minimality == "subset":
+        return res
+    # cardinality: implicit hitting sets over counterexamples, the deletion loop's mask as incumbent
+    best = float(ctx.weights @ mask)
+    cuts: list[np.ndarray] = []
+    x0 = ctx.x.reshape(-1)
+
+    def add_cut(w: np.ndarray) -> None:
+        w = _shrink_witness(ctx, w.reshape(-1))
+        d = np.bincount(ctx.flat_ids, weights=np.abs(w - x0), minlength=ctx.n_groups) > 0
+        cuts.append(d.astype(np.float64))
+
+    for w in witnesses.values():
+        add_cut(w)
+    lower = 0.0
+    iters = 0
+    while True:
+        if ctx.remaining(t0) is not None and ctx.remaining(t0) <= 0:
+            break
+        iters += 1
+        b = ProblemBuilder()
+        mv = b.add_mask(ctx.n_groups)
+        if cuts:
+            b.add_rows(np.stack(cuts), ">=", np.ones(len(cuts)))
+        b.add_rows(ctx.weights[None, :], "<=", [best - (1 if cfg.objective == "count" else 1e-9)])
+        b.set_objective(mv, ctx.weights)
+        sol = ctx.solve(b.build(), t0, isolate=False)  # small 0-1 master, many of them
+        if sol.status == Status.INFEASIBLE:
+            lower = best
+            res.update(status=Status.OPTIMAL, minimality="cardinality")
+            break
+        if sol.status == Status.OPTIMAL and sol.mask is not None:
+            lower = max(lower, float(sol.objective))
+            cand = sol.mask.astype(np.float64)
+            verdict, w = verify(cand)
+            if verdict == "valid":
+                mask, best = cand, float(ctx.weights @ cand)
+                lower = best
+                res.update(mask=mask, status=Status.OPTIMAL, minimality="cardinality", witnesses={})
+                break
+            if verdict == "invalid" and w is not None:
+                add_cut(w)
+                continue
+        if sol.bound is not None:
+            lower = max(lower, float(sol.bound))
+        break
+    stats["hitting_set_iterations"] = iters
+    stats["cuts"] = len(cuts)
+    res["bound"] = lower
+    if res["status"] == Status.OPTIMAL and res["witnesses"] == {}:
+        # witnesses for the optimal mask: drop each kept group in turn
+        for g in np.flatnonzero(res["mask"]):
+            trial = res["mask"].copy()
+            trial[g] = 0
+            verdict, w = verify(trial)
+            if verdict == "invalid" and w is not None:
+                res["witnesses"][int(g)] = w.reshape(ctx.shape)
+    return res
+
+
+# ------------------------------------------------------------------ pipeline
+def _config(config: Config | None, overrides: dict[str, Any]) -> Config:
+    cfg = config or Config()
+    return cfg.merged(**overrides) if overrides else cfg
+
+
+def network_problem(
+    model: nn.Module,
+    x: Any,
+    target: int | None = None,
+    config: Config | None = None,
+    *,
+    baseline: Any = None,
+    feature_mask: Any = None,
+    **overrides: Any,
+) -> Problem:
+    """The IR problem of a full-network explanation, without solving it (for backend comparison studies).
+
+    Baseline masking: the cardinality problem (minimise the mask subject to the
+    logit margins).  Robust masking: the verification query for the empty mask
+    (a completion of all features that changes the answer), with the mask
+    variables free.  Arguments as for :func:`explain_network`.
+    """
+    overrides, ranges = _split_ranges(overrides)
+    cfg = _config(config, overrides)
+    ctx = _Context(model, x, target, cfg, baseline, feature_mask, ranges)
+    if cfg.masking == "baseline":
+        return encode_network(
+            ctx.net,
+            ctx.x,
+            ctx.target,
+            ids=ctx.ids,
+            baseline=ctx.base,
+            threshold=ctx.threshold,
+            bounds=cfg.bounds,
+            weights=ctx.weights,
+        ).problem
+    return encode_network(
+        ctx.net,
+        ctx.x,
+        ctx.target,
+        ids=ctx.ids,
+        masking="robust",
+        input_range=(ctx.lo, ctx.hi),
+        threshold=ctx.delta,
+        output="counterexample",
+        bounds=cfg.bounds,
+    ).problem
+
+
+def explain_network(
+    model: nn.Module,
+    x: Any,
+    target: int | None = None,
+    config: Config | None = None,
+    *,
+    baseline: Any = None,
+    feature_mask: Any = None,
+    **overrides: Any,
+) -> NetworkExplanation:
+    """Explain ``model``'s prediction on ``x`` by a minimal mask that keeps the prediction itself.
+
+    Args:
+        model: an ``nn.Sequential``-style ReLU network returning logits (see
+            :data:`smug.encoders.network.SUPPORTED_NETWORK_LAYERS`).
+        x: one input (any shape the model takes, with or without a batch axis of 1
+            for 4-D image batches), floating point.
+        target: the class to explain (default: the predicted class).
+        config: a :class:`~smug.config.Config`; ``**overrides`` replace its fields.
+            Relevant: ``backend``, ``masking`` (``"baseline"`` / ``"robust"``),
+            ``delta``, ``input_range``, ``minimality`` (``"cardinality"`` /
+            ``"subset"``), ``bounds`` (``"interval"`` / ``"lp"``), ``window``,
+            ``baseline``, ``objective``, ``margin``, ``time_limit``, ``seed``, ``threads``.
+        baseline: baseline masking: the value masked features take, overriding
+            ``config.baseline`` (``"zero"``, ``"mean"``, a number or an array like ``x``).
+        feature_mask: integer segment map shaped like ``x`` (or broadcastable);
+            replaces the window grouping.
+
+    ``input_range`` (robust masking) may also be given as a pair of arrays
+    shaped like ``x`` (per-feature ranges, for example an epsilon ball
+    ``(x - eps, x + eps)`` clipped to the valid range, as in VeriX); a pair of
+    numbers sets ``config.input_range``.
+
+    Returns:
+        A :class:`NetworkExplanation`.  A ``delta`` that no mask can meet gives
+        status ``infeasible`` (not an exception).
+
+    Raises:
+        ValidationError: an unsupported layer (named, with the supported list), a
+            bad target, or a model whose forward is not its layers in order.
+        BoundsError: robust masking with an input outside ``input_range``.
+        UnsupportedProblemError: a backend without ReLU support (``ortools:cpsat``).
+    """
+    overrides, ranges = _split_ranges(overrides)
+    cfg = _config(config, overrides)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # thousands of tiny forward passes: threads only contend
+    try:
+        return _explain_network(model, x, target, cfg, baseline, feature_mask, ranges)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _explain_network(
+    model: nn.Module,
+    x: Any,
+    target: int | None,
+    cfg: Config,
+    baseline: Any,
+    feature_mask: Any,
+    ranges: tuple[Any, Any] | None,
+) -> NetworkExplanation:
+    t0 = time.perf_counter()
+    ctx = _Context(model, x, target, cfg, baseline, feature_mask, ranges)
+    stats: dict[str, Any] = {"lower_time": ctx.lower_time, "backend": cfg.backend, "n_groups": ctx.n_groups}
+    res = _baseline(ctx, t0, stats) if cfg.masking == "baseline" else _robust(ctx, t0, stats)
+    stats["total_time"] = time.perf_counter() - t0
+    mask_groups = res.get("mask")
+    replay: dict[str, Any] = {}
+    verified = False
+    if mask_groups is not None:
+        mask_groups = np.asarray(mask_groups, dtype=np.float64)
+        kept = (mask_groups[ctx.flat_ids] > 0.5).astype(np.float64).reshape(ctx.shape)
+        if cfg.masking == "baseline":
+            xm = ctx.masked(mask_groups)[0]
+            m = float(ctx.margins(xm)[0])
+            with torch.no_grad():
+                lg = ctx.model(torch.from_numpy(xm.reshape(1, *ctx.shape)))[0].numpy()
+            replay = {"masked_margin": m, "masked_prediction": int(np.argmax(lg)), "masked_logits": lg}
+            verified = m >= ctx.delta and m > 0 and int(np.argmax(lg)) == ctx.target
+        else:
+            replay, verified = _replay_robust(ctx, mask_groups, res.get("witnesses", {}))
+    else:
+        kept = np.zeros(ctx.shape)
+        mask_groups = np.zeros(ctx.n_groups)
+    objective = float(ctx.weights @ mask_groups) if res.get("mask") is not None else None
+    bound = res.get("bound")
+    gap = None
+    if objective is not None and bound is not None:
+        gap = max(0.0, (objective - bound) / max(1.0, abs(objective)))
+    status = res["status"]
+    if status.has_solution and not verified:
+        stats["message"] = "the float64 replay did not confirm the mask"
+    return NetworkExplanation(
+        mask=kept,
+        mask_groups=mask_groups,
+        status=status,
+        minimality=res["minimality"],
+        target=ctx.target,
+        prediction=ctx.prediction,
+        objective=objective,
+        bound=bound,
+        gap=gap,
+        n_relu=int(res.get("n_relu", 0)),
+        n_unstable=int(res.get("n_unstable", 0)),
+        verified=bool(verified),
+        replay=replay,
+        witnesses=res.get("witnesses", {}),
+        input=ctx.x,
+        stats=stats,
+        config=cfg,
+    )
+
+
+def _replay_robust(
+    ctx: _Context, mask_groups: np.ndarray, witnesses: dict[int, np.ndarray], n_random: int = 256
+) -> tuple[dict[str, Any], bool]:
+    lo, hi = ctx.region(mask_groups)
+    rng = np.random.default_rng(ctx.cfg.seed)
+    R = lo + rng.random((n_random, lo.size)) * (hi - lo)
+    corners = np.where(rng.random((n_random, lo.size)) < 0.5, lo, hi)
+    rand_m = ctx.margins(np.concatenate([R, corners]))
+    _, atk_m = _attack(ctx, lo, hi, restarts=8, steps=60, seed=ctx.cfg.seed + 1)
+    confirmed = {}
+    for g, w in witnesses.items():
+        trial = mask_groups.copy()
+        trial[g] = 0
+        tlo, thi = ctx.region(trial)
+        wf = w.reshape(-1)
+        inside = bool(np.all(wf >= tlo) and np.all(wf <= thi))
+        confirmed[int(g)] = bool(inside and ctx.margins(wf)[0] <= ctx.delta)
+    replay = {
+        "random_min_margin": float(rand_m.min()),
+        "attack_min_margin": float(atk_m),
+        "witnesses_confirmed": int(sum(confirmed.values())),
+        "witnesses": len(witnesses),
+    }
+    ok = bool(rand_m.min() > ctx.delta and atk_m > ctx.delta and all(confirmed.values()))
+    return replay, ok
