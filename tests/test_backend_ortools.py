@@ -20,7 +20,7 @@ import smug
 from smug import Status
 from smug.backends.registry import get_backend
 from smug.errors import ConfigError, UnsupportedParameterError, UnsupportedProblemError
-from smug.ir import GE, LE
+from smug.ir import GE, LE, Problem
 from smug.solve import grace_seconds
 from smug.testing.brute import brute_force
 
@@ -580,3 +580,17 @@ def test_milp_repairs_reals_that_miss_the_tolerance(monkeypatch: pytest.MonkeyPa
     assert sol.stats["repaired"] is True
     assert sol.verified is True
     assert sol.status == Status.OPTIMAL and sol.objective == pytest.approx(opt)
+
+
+def test_repair_when_cbc_sits_on_a_bound_within_its_own_tolerance():
+    # found by Hypothesis in CI: CBC returns x2 = 0.999999998 for the row x2 == 1 (inside CBC's 1e-7 tolerance,
+    # outside smug's 1e-9 check); the repair LP then failed in GLOP's presolve, which read a 1.6e-173 right-hand
+    # side as an exact infeasibility.  The repair must give an exactly checked optimum.
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "relu_tiny_rhs_problem.json"
+    problem = Problem.from_json(path.read_text())
+    for name in ("ortools:cbc", "ortools:scip", "ortools:highs"):
+        sol = smug.solve(problem, name, time_limit=30)
+        assert sol.status == Status.OPTIMAL and sol.verified, (name, sol.message)
+        assert sol.objective == 0.0

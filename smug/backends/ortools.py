@@ -526,6 +526,8 @@ class ORToolsMILPBackend(Backend):
         glop = pywraplp.Solver.CreateSolver("GLOP")
         if glop is not None and not glop.LoadModelFromProto(fixed):
             glop.SuppressOutput()
+            # no presolve: it decides tiny infeasibilities (1e-173) exactly, where the simplex's tolerance accepts them
+            glop.SetSolverSpecificParametersAsString("use_preprocessing:false")
             lp_params = pywraplp.MPSolverParameters()
             lp_params.SetDoubleParam(lp_params.PRIMAL_TOLERANCE, 1e-10)
             lp_params.SetDoubleParam(lp_params.DUAL_TOLERANCE, 1e-10)
