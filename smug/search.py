@@ -93,7 +93,7 @@ def minimize(backend: SatBackend, problem: Problem, params: SolveParams, report:
     if res == "unsat":
         return finish(Status.INFEASIBLE, "no assignment satisfies the constraints")
     if res != "sat":
-        return finish(Status.TIMEOUT if timed_out() else Status.UNKNOWN, f"solver answered {res!r} before any solution")
+        return finish(Status.stopped(False, timed_out()), f"solver answered {res!r} before any solution")
     best = session.model()
     best_obj = problem.objective_value(best)
     report(Incumbent(best, best_obj, lower))

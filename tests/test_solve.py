@@ -272,3 +272,12 @@ def test_incumbent_reporting_in_process_keeps_the_best():
 
     sol = smug.solve(knapsack(), Reporting())
     assert seen and sol.status == Status.ERROR and sol.assignment is not None and sol.verified
+
+
+def test_status_of_a_stopped_solve_is_shared_by_every_backend():
+    from smug import Status
+
+    assert Status.stopped(True, True) is Status.FEASIBLE
+    assert Status.stopped(True, False) is Status.FEASIBLE
+    assert Status.stopped(False, True) is Status.TIMEOUT
+    assert Status.stopped(False, False) is Status.UNKNOWN

@@ -61,6 +61,18 @@ class Status(str, Enum):
         """True for statuses that come with an assignment."""
         return self in (Status.OPTIMAL, Status.FEASIBLE)
 
+    @classmethod
+    def stopped(cls, has_solution: bool, hit_limit: bool) -> Status:
+        """The status of a solve that ended without a proof: every backend maps it the same way.
+
+        ``FEASIBLE`` with a solution in hand; otherwise ``TIMEOUT`` when a
+        limit (time, or an interrupt at the limit) stopped it, else ``UNKNOWN``
+        (the solver gave up for another reason).  Never ``INFEASIBLE``.
+        """
+        if has_solution:
+            return cls.FEASIBLE
+        return cls.TIMEOUT if hit_limit else cls.UNKNOWN
+
     def __str__(self) -> str:
         return self.value
 

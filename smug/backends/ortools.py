@@ -453,7 +453,7 @@ class ORToolsMILPBackend(Backend):
         elif code == pywraplp.Solver.INFEASIBLE:
             status, message = Status.INFEASIBLE, ""
         elif code in (pywraplp.Solver.NOT_SOLVED, _MP_UNKNOWN) or code not in _MP_STATUS_NAMES:
-            status = Status.TIMEOUT if deadline is not None else Status.UNKNOWN
+            status = Status.stopped(False, deadline is not None)
             message = f"{self.solver} stopped without a solution ({stats['result_status']})"
         else:  # ABNORMAL, MODEL_INVALID, invalid parameters, UNBOUNDED (impossible: all bounds are finite)
             status, message = Status.ERROR, f"{self.solver} failed: {stats['result_status']} {resp.status_str}".strip()
@@ -1180,7 +1180,7 @@ class ORToolsCPSATBackend(Backend):
                 Status.UNKNOWN, bound=bound, build_time=build_time, solve_time=solve_time, message=msg, stats=stats
             )
         return Solution(
-            Status.TIMEOUT if deadline is not None else Status.UNKNOWN,
+            Status.stopped(False, deadline is not None),
             bound=bound,
             build_time=build_time,
             solve_time=solve_time,

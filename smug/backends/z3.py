@@ -931,7 +931,7 @@ class Z3Backend(Backend):
             lo_hi = _lower_upper(z3, opt, handle)
             if lo_hi is not None and lo_hi[0] < lo_hi[1]:  # never seen; kept so "sat" can only mean proven
                 consider(x)
-                st = Status.FEASIBLE if best[0] is not None else Status.UNKNOWN
+                st = Status.stopped(best[0] is not None, False)
                 return Solution(
                     st,
                     best[0],
@@ -988,7 +988,7 @@ class Z3Backend(Backend):
                 stats=stats,
             )
         return Solution(
-            Status.TIMEOUT if timed else Status.UNKNOWN,
+            Status.stopped(False, timed),
             bound=bound,
             build_time=build_time,
             solve_time=solve_time,
@@ -1264,7 +1264,7 @@ class Z3OriginalBackend(Backend):
             )
         timed = _hit_limit(reason, remaining, watchdog)
         return Solution(
-            Status.TIMEOUT if timed else Status.UNKNOWN,
+            Status.stopped(False, timed),
             bound=bound,
             build_time=build_time,
             solve_time=solve_time,
