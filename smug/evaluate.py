@@ -225,6 +225,12 @@ def _measure_image(
         "insertion_curve": [round(float(v), 5) for v in idl.insertion],
         "deletion_curve": [round(float(v), 5) for v in idl.deletion],
     }
+    _sparsity_fields(row, method, attributor)
+    return row, m
+
+
+def _sparsity_fields(row: dict[str, Any], method: str, attributor: Any) -> Any:
+    """Add the sparsity fields (and, for SMUG, the explanation's status and mask); returns SMUG's explanation."""
     explanations = getattr(attributor, "explanations", None)
     if method.startswith("smug") and explanations:
         e = explanations[0]
@@ -239,9 +245,9 @@ def _measure_image(
             masked_probability=e.masked_probability,
             masked_prediction=e.masked_prediction,
         )
-    else:
-        row.update(sparsity=row["mass90_fraction"], sparsity_definition="fraction holding 90% of the map's mass")
-    return row, m
+        return e
+    row.update(sparsity=row["mass90_fraction"], sparsity_definition="fraction holding 90% of the map's mass")
+    return None
 
 
 def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
@@ -465,24 +471,9 @@ def _measure_text(model: Any, method: str, attributor: Any, map_mode: str, ids: 
         "insertion_curve": _resample(idl.insertion),
         "deletion_curve": _resample(idl.deletion),
     }
-    explanations = getattr(attributor, "explanations", None)
-    if method.startswith("smug") and explanations:
-        e = explanations[0]
-        mask_metric = text_saliency_metric(model, ids[0], e.kept.astype(int))
-        row.update(
-            top_k=e.config.top_k,
-            gamma=e.config.gamma,
-            sparsity=e.kept_fraction,
-            sparsity_definition="mask kept fraction",
-            status=e.status.value,
-            verified=bool(e.verified),
-            mask_size=e.mask_size,
-            masked_probability=e.masked_probability,
-            masked_prediction=e.masked_prediction,
-            mask_metric=mask_metric.score,
-        )
-    else:
-        row.update(sparsity=row["mass90_fraction"], sparsity_definition="fraction holding 90% of the map's mass")
+    e = _sparsity_fields(row, method, attributor)
+    if e is not None:
+        row["mask_metric"] = text_saliency_metric(model, ids[0], e.kept.astype(int)).score
     return row, m
 
 

@@ -8,7 +8,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import NonFiniteError, ShapeError, ValidationError
+from ..errors import ConfigError, NonFiniteError, ShapeError, ValidationError
+
+
+def positive_int(name: str, v: Any) -> int:
+    """``v`` itself if it is an int >= 1, else a :class:`~smug.errors.ConfigError` naming ``name``."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ConfigError(f"{name} must be a positive int, got {v!r}")
+    return v
 
 
 def check_model(model: Any) -> nn.Module:

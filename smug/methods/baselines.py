@@ -12,16 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, ValidationError
+from ..errors import ValidationError
 from ._common import check_inputs, check_model, resolve_targets
+from ._common import positive_int as _positive_int
 
 __all__ = ["IntegratedGradients", "Saliency", "Occlusion", "FeatureAblation"]
-
-
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ConfigError(f"{name} must be a positive int, got {v!r}")
-    return v
 
 
 class IntegratedGradients:

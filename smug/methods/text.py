@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ShapeError, ValidationError
-from .baselines import _positive_int
+from ._common import positive_int as _positive_int
 
 __all__ = ["TextIntegratedGradients", "TextSaliency", "TextOcclusion", "embedding_of"]
 
