@@ -80,6 +80,7 @@ class TextExplanation:
         complement_prediction, complement_probability: with the kept tokens masked.
         neurons, scores, n_constraints: the constrained first-layer neurons, every neuron's score, how many.
         truncated: the text was cut to the model's maximum length.
+        pad_id: the ``<pad>`` id (its positions never get a variable).
         class_names: names of the classes, if known (for display).
         stats, config, solution: timings and sizes, the configuration, the raw solution.
     """
@@ -106,6 +107,7 @@ class TextExplanation:
     n_constraints: int
     truncated: bool = False
     class_names: Sequence[str] | None = None
+    pad_id: int | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     config: Config = field(default_factory=Config)
     solution: Solution | None = None
@@ -133,14 +135,8 @@ class TextExplanation:
 
     @property
     def text(self) -> str:
-        """The explained tokens joined by spaces (padding dropped)."""
-        return " ".join(t for t, i in zip(self.tokens, self.ids) if i not in self._pad_ids)
-
-    @property
-    def _pad_ids(self) -> set[int]:
-        maskable = np.zeros(len(self.ids), dtype=bool)
-        maskable[self.positions] = True
-        return {int(i) for i in self.ids[~maskable]} if not maskable.all() else set()
+        """The explained tokens joined by spaces (``<pad>`` positions dropped)."""
+        return " ".join(t for t, i in zip(self.tokens, self.ids) if self.pad_id is None or int(i) != self.pad_id)
 
     def _class(self, c: int) -> str:
         names = self.class_names
@@ -575,6 +571,7 @@ def explain_text(
         scores=prep.scores,
         n_constraints=prep.selection.imposed,
         truncated=prep.truncated,
+        pad_id=layer.pad_id,
         class_names=list(names) if names is not None else None,
         stats=stats,
         config=cfg,

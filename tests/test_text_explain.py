@@ -320,3 +320,11 @@ def test_config_accepts_text_settings() -> None:
     with pytest.raises(ConfigError, match="max_len"):
         Config(max_len=0)
     assert Tokenizer().tokenize("Don't") == ["do", "n't"]
+
+
+def test_text_drops_padding_only() -> None:
+    vocab = _vocab()
+    model = _model_for(vocab)
+    ids = torch.tensor(vocab.encode("a good film") + [0, 0])
+    e = smug.explain(model, ids, tokenizer=vocab, maskable=[1, 2], top_k=3, **FAST)
+    assert e.text == "a good film" and e.positions.tolist() == [1, 2] and not e.kept[0]
