@@ -44,13 +44,14 @@ and ``figure.html`` (the same reviews shaded per method) as well.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
 import re
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,6 +177,62 @@ def _drop_error_rows(path: Path) -> None:
     tmp.replace(path)
 
 
+def _open_rows(out: Path, key: str, resume: bool) -> tuple[Path, set[tuple[str, int]]]:
+    """The study's ``rows.jsonl`` (emptied unless ``resume``; failed rows dropped, so a rerun retries them) and
+    the (method, index) pairs already done for model ``key``."""
+    rows_path = out / "rows.jsonl"
+    if not resume and rows_path.exists():
+        rows_path.unlink()
+    _drop_error_rows(rows_path)
+    done = {(r["method"], r["index"]) for r in read_rows(rows_path) if r.get("model") == key}
+    return rows_path, done
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` torch intra-op threads (``None``: as is); yields the count in effect."""
+    import torch
+
+    old = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield threads if threads is not None else old
+    finally:
+        torch.set_num_threads(old)
+
+
+def _record(
+    rows_path: Path,
+    row: dict[str, Any],
+    map_path: Path | None,
+    measure: Callable[..., tuple[dict[str, Any], np.ndarray]],
+    *args: Any,
+) -> None:
+    """Run ``measure(*args)`` for one (method, input), save its map to ``map_path`` (if given), append the row.
+
+    An exception becomes the row's ``error``: one failing input must not lose the study.
+    """
+    try:
+        fields, m = measure(*args)
+        row.update(fields)
+        if map_path is not None:
+            map_path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(map_path, m.astype(np.float32))
+    except Exception as exc:  # noqa: BLE001 -- recorded in the row, retried by a rerun
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    _append_row(rows_path, {k: _finite(v) for k, v in row.items()})
+
+
+def _finished_rows(rows_path: Path, key: str, methods: Sequence[str], n: int, threads: int) -> tuple[list, list]:
+    """The study's rows for model ``key`` (the first ``n`` inputs, the chosen methods) and their summary."""
+    rows = [r for r in read_rows(rows_path) if r.get("model") == key and r["method"] in methods and r["index"] < n]
+    summary = summarise(rows, methods)
+    for srow in summary:
+        srow["threads"] = threads
+    return rows, summary
+
+
 def _smug_options(name: str, model: torch.nn.Module, x: torch.Tensor, opts: dict[str, Any]) -> dict[str, Any]:
     """SMUG's options for this model: the demo's ``top_k=200``, capped at the first layer's neuron count."""
     if not name.startswith("smug") or "top_k" in opts or "config" in opts:
@@ -294,7 +351,6 @@ def run_image_study(
     Returns:
         A :class:`StudyResult`.
     """
-    import torch
 
     from .demo import load_inputs, load_model
     from .methods import method_info
@@ -308,16 +364,9 @@ def run_image_study(
     images, labels = load_inputs(dataset, split, list(range(n)))
     out = Path(out_dir) / model_key
     out.mkdir(parents=True, exist_ok=True)
-    rows_path = out / "rows.jsonl"
-    if not resume and rows_path.exists():
-        rows_path.unlink()
-    _drop_error_rows(rows_path)  # a rerun retries the inputs that failed
-    done = {(r["method"], r["index"]) for r in read_rows(rows_path) if r.get("model") == model_key}
+    rows_path, done = _open_rows(out, model_key, resume)
     opts = method_options or {}
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads) as used_threads:
         _run_methods(
             model=model,
             model_key=model_key,
@@ -333,13 +382,7 @@ def run_image_study(
             dataset=f"{dataset}/{split}",
             out=out,
         )
-    finally:
-        torch.set_num_threads(old_threads)
-    rows = [r for r in read_rows(rows_path) if r.get("model") == model_key and r["method"] in methods]
-    rows = [r for r in rows if r["index"] < n]
-    summary = summarise(rows, methods)
-    for s in summary:
-        s["threads"] = threads if threads is not None else old_threads
+    rows, summary = _finished_rows(rows_path, model_key, methods, n, used_threads)
     paths = {"rows": rows_path, **write_summary(summary, out, title=_title(model_key, dataset, split, n))}
     fig_path = out / "figure.png"
     shown = list(range(min(figure_inputs, n)))
@@ -391,15 +434,8 @@ def _run_methods(
                 "prediction": int(predictions[i]),
                 "correct": int(labels[i]) == int(predictions[i]),
             }
-            try:
-                fields, m = _measure_image(model, name, attributor, mode, x, curve_steps)
-                row.update(fields)
-                if i < figure_inputs:
-                    maps_dir.mkdir(parents=True, exist_ok=True)
-                    np.save(maps_dir / f"{i:05d}.npy", m.astype(np.float32))
-            except Exception as exc:  # one failing input must not lose the study
-                row["error"] = f"{type(exc).__name__}: {exc}"
-            _append_row(rows_path, {k: _finite(v) for k, v in row.items()})
+            map_path = maps_dir / f"{i:05d}.npy" if i < figure_inputs else None
+            _record(rows_path, row, map_path, _measure_image, model, name, attributor, mode, x, curve_steps)
 
 
 def _title(model: str, dataset: str, split: str, n: int) -> str:
@@ -522,16 +558,9 @@ def run_text_study(
     seqs = [vocab.encode(t, max_len=limit, truncate="silent") for t in texts]
     out = Path(out_dir) / model_name
     out.mkdir(parents=True, exist_ok=True)
-    rows_path = out / "rows.jsonl"
-    if not resume and rows_path.exists():
-        rows_path.unlink()
-    _drop_error_rows(rows_path)
-    done = {(r["method"], r["index"]) for r in read_rows(rows_path) if r.get("model") == model_name}
+    rows_path, done = _open_rows(out, model_name, resume)
     opts = method_options or {}
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads) as used_threads:
         for name in methods:
             todo = [i for i in range(n) if (name, i) not in done]
             if not todo:
@@ -551,22 +580,10 @@ def run_text_study(
                     "prediction": pred,
                     "correct": int(labels[i]) == pred,
                 }
-                try:
-                    fields, m = _measure_text(model, name, attributor, mode, ids)
-                    row.update(fields)
-                    if i < figure_inputs:
-                        maps_dir.mkdir(parents=True, exist_ok=True)
-                        np.save(maps_dir / f"{i:05d}.npy", m.astype(np.float32))
-                except Exception as exc:  # one failing input must not lose the study
-                    row["error"] = f"{type(exc).__name__}: {exc}"
-                _append_row(rows_path, {k: _finite(v) for k, v in row.items()})
-    finally:
-        torch.set_num_threads(old_threads)
-    rows = [r for r in read_rows(rows_path) if r.get("model") == model_name and r["method"] in methods]
-    rows = [r for r in rows if r["index"] < n]
-    summary = summarise(rows, methods)
+                map_path = maps_dir / f"{i:05d}.npy" if i < figure_inputs else None
+                _record(rows_path, row, map_path, _measure_text, model, name, attributor, mode, ids)
+    rows, summary = _finished_rows(rows_path, model_name, methods, n, used_threads)
     for srow in summary:
-        srow["threads"] = threads if threads is not None else old_threads
         mine = [r for r in rows if r["method"] == srow["method"] and r.get("mask_metric") is not None]
         if mine:
             srow["mask_metric_mean"] = float(np.mean([r["mask_metric"] for r in mine]))
