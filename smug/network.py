@@ -37,7 +37,6 @@ float64.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ from .encoders.image import make_baseline
 from .encoders.network import LoweredNetwork, encode_network, linear_margin_bounds, lower_network
 from .errors import BoundsError, NonFiniteError, ShapeError, UnsupportedProblemError, ValidationError
 from .ir import Problem, ProblemBuilder
+from .saliency import save_explanation
 from .solve import solve
 
 __all__ = ["NetworkExplanation", "explain_network", "network_problem", "MINIMALITY_KINDS"]
@@ -175,22 +175,17 @@ class NetworkExplanation:
 
     def save(self, path: str | Path) -> Path:
         """Save as ``.png`` (the plot), ``.json`` (:meth:`to_dict`) or ``.npz`` (arrays and witnesses)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.suffix == ".png":
-            import matplotlib.pyplot as plt
-
-            fig = self.plot()
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-        elif p.suffix == ".json":
-            p.write_text(json.dumps(self.to_dict(), indent=2))
-        elif p.suffix == ".npz":
-            wit = {f"witness_{g}": w for g, w in self.witnesses.items()}
-            np.savez_compressed(p, mask=self.mask, mask_groups=self.mask_groups, input=self.input, **wit)
-        else:
-            raise ValidationError(f"cannot save to {str(p)!r}: use a .png, .json or .npz path")
-        return p
+        return save_explanation(
+            path,
+            self.to_dict,
+            lambda: {
+                "mask": self.mask,
+                "mask_groups": self.mask_groups,
+                "input": self.input,
+                **{f"witness_{g}": w for g, w in self.witnesses.items()},
+            },
+            figure=self.plot,
+        )
 
 
 def _jsonable(v: Any) -> Any:

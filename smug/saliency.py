@@ -152,30 +152,60 @@ class Explanation:
 
     def save(self, path: str | Path) -> Path:
         """Save as ``.png`` (the plot), ``.json`` (:meth:`to_dict`) or ``.npz`` (every array)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.suffix == ".png":
-            import matplotlib.pyplot as plt
+        return save_explanation(
+            path,
+            self.to_dict,
+            lambda: {
+                "mask": self.mask,
+                "saliency": self.saliency,
+                "base_map": self.base_map,
+                "mask_groups": self.mask_groups,
+                "input": self.input,
+                "neurons": self.neurons,
+                "scores": self.scores,
+            },
+            figure=self.plot,
+        )
 
-            fig = self.plot()
-            fig.savefig(p, dpi=110)
-            plt.close(fig)
-        elif p.suffix == ".json":
-            p.write_text(json.dumps(self.to_dict(), indent=2))
-        elif p.suffix == ".npz":
-            np.savez_compressed(
-                p,
-                mask=self.mask,
-                saliency=self.saliency,
-                base_map=self.base_map,
-                mask_groups=self.mask_groups,
-                input=self.input,
-                neurons=self.neurons,
-                scores=self.scores,
-            )
-        else:
-            raise ValidationError(f"cannot save to {str(p)!r}: use a .png, .json or .npz path")
-        return p
+
+def save_explanation(
+    path: str | Path,
+    to_dict: Any,
+    arrays: Any,
+    *,
+    figure: Any = None,
+    html: Any = None,
+) -> Path:
+    """Write an explanation by the path's suffix: ``.json`` (``to_dict()``), ``.npz`` (``arrays()``, compressed),
+    ``.png`` (``figure()``, a matplotlib figure) or ``.html`` / ``.htm`` (``html()``, a page), each only when given.
+
+    Parent folders are created.  Raises :class:`~smug.errors.ValidationError` naming the suffixes
+    this explanation can be saved as.
+    """
+    p = Path(path)
+    writers = {".json": "json", ".npz": "npz"}
+    if figure is not None:
+        writers[".png"] = "png"
+    if html is not None:
+        writers.update({".html": "html", ".htm": "html"})
+    kind = writers.get(p.suffix)
+    if kind is None:
+        shown = [k for k in (".png", ".html", ".json", ".npz") if k in writers]
+        raise ValidationError(f"cannot save to {str(p)!r}: use a {', '.join(shown[:-1])} or {shown[-1]} path")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "png":
+        import matplotlib.pyplot as plt
+
+        fig = figure()
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+    elif kind == "html":
+        p.write_text(html(), encoding="utf-8")
+    elif kind == "json":
+        p.write_text(json.dumps(to_dict(), indent=2))
+    else:
+        np.savez_compressed(p, **arrays())
+    return p
 
 
 # ----------------------------------------------------------------- helpers

@@ -23,7 +23,6 @@ per token position instead of per pixel window:
 from __future__ import annotations
 
 import copy
-import json
 import time
 import warnings
 from collections.abc import Sequence
@@ -53,6 +52,7 @@ from .saliency import (
     _score_and_select,
     _solution_mask,
     _solve_stats,
+    save_explanation,
 )
 
 __all__ = ["TextExplanation", "explain_text", "text_explanation_problem", "prepare_ids"]
@@ -218,27 +218,21 @@ class TextExplanation:
 
     def save(self, path: str | Path) -> Path:
         """Save as ``.html`` (:meth:`to_html`), ``.json`` (:meth:`to_dict`) or ``.npz`` (the arrays)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.suffix in (".html", ".htm"):
-            p.write_text(self.to_html(), encoding="utf-8")
-        elif p.suffix == ".json":
-            p.write_text(json.dumps(self.to_dict(), indent=2))
-        elif p.suffix == ".npz":
-            np.savez_compressed(
-                p,
-                ids=self.ids,
-                positions=self.positions,
-                kept=self.kept,
-                mask_groups=self.mask_groups,
-                saliency=self.saliency,
-                base_map=self.base_map,
-                neurons=self.neurons,
-                scores=self.scores,
-            )
-        else:
-            raise ValidationError(f"cannot save a text explanation to {str(p)!r}: use a .html, .json or .npz path")
-        return p
+        return save_explanation(
+            path,
+            self.to_dict,
+            lambda: {
+                "ids": self.ids,
+                "positions": self.positions,
+                "kept": self.kept,
+                "mask_groups": self.mask_groups,
+                "saliency": self.saliency,
+                "base_map": self.base_map,
+                "neurons": self.neurons,
+                "scores": self.scores,
+            },
+            html=self.to_html,
+        )
 
 
 # ----------------------------------------------------------------- inputs
