@@ -710,6 +710,31 @@ def _hit_limit(reason: str, remaining: float | None, watchdog: _Interrupt) -> bo
     )
 
 
+def _stopped(
+    best: list[Any],
+    bound: float | None,
+    reason: str,
+    timed: bool,
+    build_time: float,
+    solve_time: float,
+    stats: dict[str, Any] | None = None,
+) -> Solution:
+    """The solution of an ``Optimize.check`` that ended ``unknown``: the best model found, if any."""
+    found = best[0] is not None
+    return Solution(
+        Status.stopped(found, timed),
+        best[0],
+        best[1],
+        bound,
+        build_time=build_time,
+        solve_time=solve_time,
+        message=f"z3 stopped ({reason}); best solution found returned"
+        if found
+        else f"z3 stopped ({reason}) before any solution",
+        stats=stats if stats is not None else {},
+    )
+
+
 def _z3_value(z3: Any, v: Any) -> float:
     """A z3 numeral (rational or algebraic) as a float."""
     if z3.is_true(v):
@@ -974,27 +999,8 @@ class Z3Backend(Backend):
                 pass
         if best[1] is not None:
             bound = min(bound, best[1])
-        timed = _hit_limit(reason, remaining, watchdog)
         stats["reason_unknown"] = reason
-        if best[0] is not None:
-            return Solution(
-                Status.FEASIBLE,
-                best[0],
-                best[1],
-                bound,
-                build_time=build_time,
-                solve_time=solve_time,
-                message=f"z3 stopped ({reason}); best solution found returned",
-                stats=stats,
-            )
-        return Solution(
-            Status.stopped(False, timed),
-            bound=bound,
-            build_time=build_time,
-            solve_time=solve_time,
-            message=f"z3 stopped ({reason}) before any solution",
-            stats=stats,
-        )
+        return _stopped(best, bound, reason, _hit_limit(reason, remaining, watchdog), build_time, solve_time, stats)
 
     # -- the shared bound search over a plain Solver
     def _solve_bound(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
@@ -1252,21 +1258,4 @@ class Z3OriginalBackend(Backend):
             bound = None if lb is None else lb + problem.objective_constant
         except Exception:  # noqa: BLE001
             bound = None
-        if best[0] is not None:
-            return Solution(
-                Status.FEASIBLE,
-                best[0],
-                best[1],
-                bound,
-                build_time=build_time,
-                solve_time=solve_time,
-                message=f"z3 stopped ({reason}); best solution found returned",
-            )
-        timed = _hit_limit(reason, remaining, watchdog)
-        return Solution(
-            Status.stopped(False, timed),
-            bound=bound,
-            build_time=build_time,
-            solve_time=solve_time,
-            message=f"z3 stopped ({reason}) before any solution",
-        )
+        return _stopped(best, bound, reason, _hit_limit(reason, remaining, watchdog), build_time, solve_time)
