@@ -699,14 +699,18 @@ class _Interrupt:
             self.timer.cancel()
 
 
-def _hit_limit(reason: str, remaining: float | None, watchdog: _Interrupt) -> bool:
-    """Did z3 stop because the time limit was reached (its own timeout, or our watchdog's interrupt)?"""
+def _hit_limit(reason: str, remaining: float | None, watchdog: _Interrupt, elapsed: float) -> bool:
+    """Did z3 stop because the time limit was reached (its own timeout, or our watchdog's interrupt)?
+
+    With a very short timeout z3 may end with the bare reason ``"unknown"``; a
+    check that ran for (nearly) all the time it had is counted as stopped by the limit.
+    """
     return (
         watchdog.fired
         or "timeout" in reason
         or "canceled" in reason
         or "interrupted" in reason
-        or (remaining is not None and remaining <= 0)
+        or (remaining is not None and (remaining <= 0 or elapsed >= 0.9 * remaining))
     )
 
 
@@ -1000,7 +1004,9 @@ class Z3Backend(Backend):
         if best[1] is not None:
             bound = min(bound, best[1])
         stats["reason_unknown"] = reason
-        return _stopped(best, bound, reason, _hit_limit(reason, remaining, watchdog), build_time, solve_time, stats)
+        return _stopped(
+            best, bound, reason, _hit_limit(reason, remaining, watchdog, solve_time), build_time, solve_time, stats
+        )
 
     # -- the shared bound search over a plain Solver
     def _solve_bound(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
@@ -1258,4 +1264,6 @@ class Z3OriginalBackend(Backend):
             bound = None if lb is None else lb + problem.objective_constant
         except Exception:  # noqa: BLE001
             bound = None
-        return _stopped(best, bound, reason, _hit_limit(reason, remaining, watchdog), build_time, solve_time)
+        return _stopped(
+            best, bound, reason, _hit_limit(reason, remaining, watchdog, solve_time), build_time, solve_time
+        )
