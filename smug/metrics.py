@@ -288,44 +288,22 @@ def text_saliency_metric(
         target: the class scored (default: the model's prediction on ``ids``).
         min_area: the floor of the kept fraction.
     """
-    t_ids = torch.as_tensor(np.asarray(ids.tolist() if isinstance(ids, torch.Tensor) else ids), dtype=torch.long)
-    t_ids = t_ids.reshape(1, -1)
-    k = np.asarray(kept.tolist() if isinstance(kept, torch.Tensor) else kept, dtype=np.float64).ravel()
-    if k.size != t_ids.shape[1]:
-        raise ShapeError(f"kept has {k.size} entries for {t_ids.shape[1]} tokens")
+    t_ids, k, target = _text_inputs(model, ids, kept, target, what="kept")
     if not np.isin(k, (0.0, 1.0)).all():
         raise ValidationError("kept must be 0/1 (or boolean) per token")
     min_area = _check_min_area(min_area)
-    emb = _embedding(model)
-    pad = emb.padding_idx
-    counted = (t_ids[0] != pad).numpy() if pad is not None else np.ones(k.size, dtype=bool)
-    if not counted.any():
-        raise ValidationError("the sequence has no token other than <pad>")
-    with torch.no_grad():
-        lp_full = torch.log_softmax(model(t_ids), dim=1)[0].double()
-    if target is None:
-        target = int(lp_full.argmax())
-    elif isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < lp_full.numel():
-        raise ValidationError(f"target {target!r} is out of range: the model has {lp_full.numel()} classes")
-    gate = torch.from_numpy(k).view(1, -1, 1)
-
-    def hook(module: nn.Module, args: Any, out: torch.Tensor) -> torch.Tensor:
-        return out * gate.to(out.dtype)
-
-    h = emb.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            lp = float(torch.log_softmax(model(t_ids), dim=1)[0, target])
-    finally:
-        h.remove()
+    counted = _counted(model, t_ids)
+    lp = float(_gated_log_probs(model, t_ids, k[None, :], target)[0])
     frac = float(k[counted].sum() / counted.sum())
     return TextSaliencyMetric(
         score=float(np.log(max(frac, min_area)) - lp), kept_fraction=frac, probability=float(np.exp(lp)), target=target
     )
 
 
-def _gated_probs(model: nn.Module, ids: torch.Tensor, gates: np.ndarray, target: int, batch: int = 256) -> np.ndarray:
-    """The target's probability for ``ids`` with each token's embedding multiplied by ``gates`` (one row a forward)."""
+def _gated_log_probs(
+    model: nn.Module, ids: torch.Tensor, gates: np.ndarray, target: int, batch: int = 256
+) -> np.ndarray:
+    """The target's log-probability for ``ids`` with each token's embedding multiplied by ``gates`` (a row each)."""
     emb = _embedding(model)
     out = []
     for s in range(0, gates.shape[0], batch):
@@ -340,18 +318,31 @@ def _gated_probs(model: nn.Module, ids: torch.Tensor, gates: np.ndarray, target:
                 lp = torch.log_softmax(model(ids.expand(g.shape[0], -1)), dim=1)[:, target]
         finally:
             h.remove()
-        out.append(lp.double().exp().numpy())
+        out.append(lp.double().numpy())
     return np.concatenate(out)
 
 
-def _text_inputs(model: nn.Module, ids: Any, saliency: Any, target: int | None) -> tuple[torch.Tensor, np.ndarray, int]:
+def _counted(model: nn.Module, t_ids: torch.Tensor) -> np.ndarray:
+    """Which positions count as tokens (not the embedding's ``padding_idx``); an all-pad sequence is an error."""
+    pad = _embedding(model).padding_idx
+    counted = (t_ids[0] != pad).numpy() if pad is not None else np.ones(t_ids.shape[1], dtype=bool)
+    if not counted.any():
+        raise ValidationError("the sequence has no token other than <pad>")
+    return counted
+
+
+def _text_inputs(
+    model: nn.Module, ids: Any, saliency: Any, target: int | None, what: str = "saliency"
+) -> tuple[torch.Tensor, np.ndarray, int]:
+    """Token ids ``(1, L)``, the per-token values (``what``: their name in errors) and the target class."""
+    _embedding(model)  # a model without an embedding fails first, naming it
     t_ids = torch.as_tensor(np.asarray(ids.tolist() if isinstance(ids, torch.Tensor) else ids), dtype=torch.long)
     t_ids = t_ids.reshape(1, -1)
     m = np.asarray(saliency.tolist() if isinstance(saliency, torch.Tensor) else saliency, dtype=np.float64).ravel()
     if m.size != t_ids.shape[1]:
-        raise ShapeError(f"saliency has {m.size} entries for {t_ids.shape[1]} tokens")
+        raise ShapeError(f"{what} has {m.size} entries for {t_ids.shape[1]} tokens")
     if not np.isfinite(m).all():
-        raise NonFiniteError("saliency contains NaN or infinite values")
+        raise NonFiniteError(f"{what} contains NaN or infinite values")
     with torch.no_grad():
         logits = model(t_ids)[0]
     if target is None:
@@ -381,14 +372,11 @@ def best_text_saliency_metric(
     """
     t_ids, m, target = _text_inputs(model, ids, saliency, target)
     min_area = _check_min_area(min_area)
-    pad = _embedding(model).padding_idx
-    counted = (t_ids[0] != pad).numpy() if pad is not None else np.ones(m.size, dtype=bool)
-    if not counted.any():
-        raise ValidationError("the sequence has no token other than <pad>")
+    counted = _counted(model, t_ids)
     levels = np.unique(m[(m > 0) & counted])[::-1]
     gates = (m[None, :] >= levels[:, None]).astype(np.float64) if levels.size else np.zeros((1, m.size))
     gates[:, ~counted] = 1.0  # padding stays as it is
-    p = _gated_probs(model, t_ids, gates, target)
+    p = np.exp(_gated_log_probs(model, t_ids, gates, target))
     frac = (gates[:, counted].sum(axis=1)) / counted.sum() if levels.size else np.zeros(1)
     scores = np.log(np.maximum(frac, min_area)) - np.log(np.maximum(p, 1e-300))
     best = int(np.argmin(scores))
@@ -420,7 +408,7 @@ def text_insertion_deletion(model: nn.Module, ids: Any, saliency: Any, target: i
     deleted = 1.0 - first
     inserted = first + keep_pad
     deleted[:, ~counted] = 1.0
-    p = _gated_probs(model, t_ids, np.concatenate([inserted, deleted]), target)
+    p = np.exp(_gated_log_probs(model, t_ids, np.concatenate([inserted, deleted]), target))
     ins, dele = p[: n + 1], p[n + 1 :]
     fr = np.arange(n + 1) / max(n, 1)
     return InsertionDeletion(
