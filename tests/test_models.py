@@ -39,14 +39,6 @@ def _states_equal(a: nn.Module, b: nn.Module) -> bool:
 
 
 @pytest.fixture
-def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point SMUG_CACHE_DIR at a fresh (not yet existing) directory."""
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("SMUG_CACHE_DIR", str(directory))
-    return directory
-
-
-@pytest.fixture
 def quick_train(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Make ``pretrained`` train on a small subset for one epoch; returns the names trained."""
     calls: list[str] = []

@@ -210,14 +210,6 @@ def test_text_cnn_architecture() -> None:
 
 
 @pytest.fixture
-def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point SMUG_CACHE_DIR at a fresh (not yet existing) directory."""
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("SMUG_CACHE_DIR", str(directory))
-    return directory
-
-
-@pytest.fixture
 def quick_train(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make ``pretrained_text_cnn`` train on a small subset for one epoch; returns one entry per training."""
     calls: list[int] = []
