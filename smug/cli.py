@@ -86,13 +86,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_demo(model_spec: str, dataset: str, split: str, indices: list[int], config: Any, out: str) -> int:
+def _run_demo(
+    model_spec: str, dataset: str, split: str, indices: list[int], config: Any, out: str, *, cap_top_k: bool = False
+) -> int:
     from pathlib import Path
 
-    from .demo import describe, format_table, load_inputs, load_model, run_explanations
+    from .demo import capped_config, describe, format_table, load_inputs, load_model, run_explanations
 
     model = load_model(model_spec)
     images, labels = load_inputs(dataset, split, indices)
+    if cap_top_k and len(images):
+        config = capped_config(model, images[0], config)  # the demo's 200 neurons; the MLP's first layer has 32
     print(describe(config, {"model": model_spec, "data": f"{dataset}/{split}"}))
     rows = run_explanations(model, images, labels, indices, config, Path(out))
     print(format_table(rows))
@@ -132,13 +136,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         texts, labels = load_texts("rotten_tomatoes", "test", indices)
         model = args.model or "text_cnn"
         return _run_text_demo(model, None, texts, labels, indices, cfg, args.out, "rotten_tomatoes/test")
-    from .demo import capped_config, load_inputs, load_model
-
     cfg = DEMO_CONFIG.merged(backend=args.backend) if args.backend else DEMO_CONFIG
     model = args.model or "mnist_cnn"
-    images, _ = load_inputs("mnist", "test", [0])
-    cfg = capped_config(load_model(model), images[0], cfg)  # the MLP's first layer has only 32 neurons
-    return _run_demo(model, "mnist", "test", list(range(args.n)), cfg, args.out)
+    return _run_demo(model, "mnist", "test", list(range(args.n)), cfg, args.out, cap_top_k=True)
 
 
 _INPUT_KEYS = ("model", "dataset", "split", "indices", "texts", "vocab")
