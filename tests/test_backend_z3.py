@@ -334,3 +334,24 @@ def test_time_limit_is_honoured(backend: str, opts: dict) -> None:
     assert sol.status in (Status.OPTIMAL, Status.FEASIBLE, Status.TIMEOUT), (sol.status, sol.message)
     if sol.status == Status.FEASIBLE:
         assert sol.verified and p.evaluate(sol.assignment).feasible
+
+
+def test_a_cancelled_check_answers_unknown_not_an_exception():
+    # seen in CI: z3 raised Z3Exception('canceled') from Optimize.check when interrupted at the limit,
+    # which smug.solve turned into status "error"
+    import z3
+
+    from smug.backends.z3 import _Interrupt
+
+    class Cancelled:
+        def check(self):
+            raise z3.Z3Exception(b"canceled")
+
+    class Broken:
+        def check(self):
+            raise z3.Z3Exception(b"invalid argument")
+
+    ctx = z3.Context()
+    assert _Interrupt(ctx, None).check(z3, Cancelled()) == z3.unknown
+    with pytest.raises(z3.Z3Exception, match="invalid argument"):
+        _Interrupt(ctx, None).check(z3, Broken())

@@ -689,6 +689,17 @@ class _Interrupt:
         self.fired = True
         self.ctx.interrupt()
 
+    def check(self, z3: Any, solver: Any) -> Any:
+        """``solver.check()`` under the watchdog; an interrupt that surfaces as ``Z3Exception('canceled')``
+        (z3 raises it instead of answering ``unknown`` when cancelled at some points) gives ``unknown``."""
+        with self:
+            try:
+                return solver.check()
+            except z3.Z3Exception as exc:
+                if self.fired or "canceled" in str(exc):
+                    return z3.unknown
+                raise
+
     def __enter__(self) -> _Interrupt:
         if self.timer is not None:
             self.timer.start()
@@ -944,8 +955,7 @@ class Z3Backend(Backend):
         if remaining is not None and remaining <= 0:
             res = z3.unknown
         else:
-            with watchdog:
-                res = opt.check()
+            res = watchdog.check(z3, opt)
         solve_time = time.perf_counter() - t1
         stats = {
             "encoding": enc,
@@ -1099,8 +1109,7 @@ class _Z3Session(SatSession):
             if bound is not None:
                 text = self._bound_text(bound, strict)
                 s.add(*list(z3.parse_smt2_string(text, decls=self.decls, ctx=self.ctx)))
-            with _Interrupt(self.ctx, timeout):
-                res = s.check()
+            res = _Interrupt(self.ctx, timeout).check(z3, s)
             if res == z3.sat:
                 m = s.model()
                 self._model = self.reader.read(m)
@@ -1240,8 +1249,7 @@ class Z3OriginalBackend(Backend):
         if remaining is not None and remaining <= 0:
             res = z3.unknown
         else:
-            with watchdog:
-                res = opt.check()
+            res = watchdog.check(z3, opt)
         solve_time = time.perf_counter() - t1
         if res == z3.sat:
             x = read(opt.model())
