@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import smug
-from smug.backends.registry import backend_table
+from smug.solving.registry import backend_table
 from smug.testing.generators import smug_like_problem
 
 ROOT = Path(__file__).resolve().parents[1]

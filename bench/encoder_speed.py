@@ -59,8 +59,7 @@ def main() -> None:
     print(f"max |C m + d - torch| over 3 random masks: {err:.2e}")
     print(f"C: {C.shape[0]} x {C.shape[1]}, nnz {C.nnz}, baseline {baseline!r}")
     print(
-        f"affine_rows median of {args.repeats}: {med * 1000:.1f} ms "
-        f"(min {min(times) * 1000:.1f} ms); target < 200 ms"
+        f"affine_rows median of {args.repeats}: {med * 1000:.1f} ms (min {min(times) * 1000:.1f} ms); target < 200 ms"
     )
 
 

@@ -1,7 +1,7 @@
 """SMUG end to end on MNIST test images: every backend on the same problems.
 
 Each image is scored (Integrated Gradients, 200 steps) and encoded once with
-:func:`smug.saliency.explanation_problem`; the same IR problem then goes to
+:func:`smug.explain.api.explanation_problem`; the same IR problem then goes to
 every backend with a per-solve time limit, so the backends are compared on
 identical input.  Also times neuron scoring (IG on the CNN, one image) and the
 full ``explain`` call.  Writes ``bench/results/explain_mnist.md`` and ``.csv``.
@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 import smug
-from smug.backends.registry import backend_table
-from smug.data import load_mnist
-from smug.demo import DEMO_CONFIG
-from smug.models import pretrained
-from smug.saliency import explain, explanation_problem
-from smug.selection import hook_point, score_neurons
+from smug.encoders.selection import hook_point, score_neurons
+from smug.explain.api import explain, explanation_problem
+from smug.solving.registry import backend_table
+from smug.zoo.data import load_mnist
+from smug.zoo.demo import DEMO_CONFIG
+from smug.zoo.models import pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,11 +70,23 @@ def main(argv: list[str] | None = None) -> int:
         prep = time.perf_counter() - t0
         for b in names:
             sol = smug.solve(p, b, time_limit=args.time_limit)
-            rows.append({"image": i, "backend": b, "status": sol.status.value, "objective": sol.objective,
-                         "verified": sol.verified, "time": round(sol.total_time, 4), "prepare": round(prep, 4)})
-        print(f"[{i + 1}/{args.images} {time.perf_counter() - t_all:6.0f}s] "
-              + " ".join(f"{r['backend']}={r['status'][:3]}:{r['objective']}" for r in rows[-len(names):]),
-              file=sys.stderr, flush=True)
+            rows.append(
+                {
+                    "image": i,
+                    "backend": b,
+                    "status": sol.status.value,
+                    "objective": sol.objective,
+                    "verified": sol.verified,
+                    "time": round(sol.total_time, 4),
+                    "prepare": round(prep, 4),
+                }
+            )
+        print(
+            f"[{i + 1}/{args.images} {time.perf_counter() - t_all:6.0f}s] "
+            + " ".join(f"{r['backend']}={r['status'][:3]}:{r['objective']}" for r in rows[-len(names) :]),
+            file=sys.stderr,
+            flush=True,
+        )
     with open(out / "explain_mnist.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
@@ -97,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         ts = [r["time"] for r in rs]
         sizes = [r["objective"] for r in rs if r["objective"] is not None]
         ms = f"{np.mean(sizes):.1f}" if sizes else "-"
-        lines.append(f"| {b} | {opt} | {feas} | {len(rs) - opt - feas} | {statistics.median(ts):.3f} | "
-                     f"{max(ts):.2f} | {ms} |")
+        lines.append(
+            f"| {b} | {opt} | {feas} | {len(rs) - opt - feas} | {statistics.median(ts):.3f} | {max(ts):.2f} | {ms} |"
+        )
     # agreement of proven optima
     bad = 0
     for i in range(args.images):

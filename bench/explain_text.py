@@ -1,7 +1,7 @@
 """SMUG for text on Rotten Tomatoes test reviews: every installed backend on the same problems.
 
 Each review is tokenized, scored (Integrated Gradients, 200 steps) and encoded
-once with :func:`smug.saliency.explanation_problem` (by default the text demo's
+once with :func:`smug.explain.api.explanation_problem` (by default the text demo's
 settings, top_k 30 and gamma 0.5; ``--top-k`` / ``--gamma`` for harder
 problems); the same IR problem then goes to every backend with a 10 s limit
 enforced by :func:`smug.solve`.  Results are appended to a JSONL file as they
@@ -26,10 +26,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import smug
-from smug.backends.registry import backend_table
-from smug.demo import TEXT_DEMO_CONFIG
-from smug.saliency import explanation_problem
-from smug.text import load_rotten_tomatoes, pretrained_text_cnn, text_model_metrics
+from smug.explain.api import explanation_problem
+from smug.solving.registry import backend_table
+from smug.zoo.demo import TEXT_DEMO_CONFIG
+from smug.zoo.text import load_rotten_tomatoes, pretrained_text_cnn, text_model_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

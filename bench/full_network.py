@@ -1,7 +1,7 @@
 """Benchmark: full-network explanations of the paper-like MNIST MLP (784-32-10).
 
 For each MNIST test image (first ``--images``), window size and backend, run
-:func:`smug.network.explain_network` and record the status, the kind of
+:func:`smug.explain.network.explain_network` and record the status, the kind of
 minimality achieved, the mask size, the bound and the time.  The SMUG paper
 reports that a plain SMT encoding of this question solved 41 of 100 images.
 
@@ -55,9 +55,9 @@ FIELDS = [
 
 def run(args: argparse.Namespace) -> None:
     """Run every (image, window, backend, minimality) combination and append rows to the CSV."""
-    from smug.data import load_mnist
-    from smug.models import pretrained
-    from smug.network import explain_network
+    from smug.explain.network import explain_network
+    from smug.zoo.data import load_mnist
+    from smug.zoo.models import pretrained
 
     images, labels = load_mnist("test")
     model = pretrained("mnist_mlp", progress=False)
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> None:
 def _raw(model: object, image: np.ndarray, backend: str, window: int, args: argparse.Namespace) -> dict:
     """Ablation: the plain encoding (interval bounds, no heuristic incumbent, no budget) solved directly."""
     import smug
-    from smug.network import network_problem
+    from smug.explain.network import network_problem
 
     p = network_problem(model, np.array(image), window=window, delta=args.delta)
     sol = smug.solve(p, backend, time_limit=args.time_limit)

@@ -126,7 +126,7 @@ class Case:
 def _image(seed: int) -> np.ndarray:
     """A 28x28 image in [0, 1]: a real MNIST test digit where available, synthetic strokes otherwise."""
     try:
-        from smug.data import load_mnist
+        from smug.zoo.data import load_mnist
 
         images, _ = load_mnist("test")
         return np.asarray(images[seed % images.shape[0], 0], dtype=np.float64)

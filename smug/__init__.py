@@ -6,30 +6,31 @@ The core is solver-neutral: encoders state a question about a model as an IR
 
 from typing import Any
 
-from .backends.base import Capabilities, Solution, SolveParams, Status
-from .backends.registry import backend_names, backend_table, get_backend, register
 from .config import Config
 from .errors import SmugError
 from .ir import Problem, ProblemBuilder
-from .solve import solve
+from .solving.contract import Capabilities, Solution, SolveParams, Status
+from .solving.registry import backend_names, backend_table, get_backend, register
+from .solving.run import solve
 
 __version__ = "0.1.0"
 
 # torch-dependent names load on first use, so solver-only users never import torch
 _LAZY = {
-    "explain": "saliency",
-    "MinimalMask": "saliency",
-    "Explanation": "saliency",
-    "TextExplanation": "text_explain",
-    "explain_network": "network",
-    "NetworkExplanation": "network",
+    "MinimalMask": "explain.api",
+    "Explanation": "explain.image",
+    "TextExplanation": "explain.text",
+    "explain_network": "explain.network",
+    "NetworkExplanation": "explain.network",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name == "explain":  # the package smug.explain is callable as smug.explain.api.explain
+        return importlib.import_module(".explain", __name__)
+    if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'smug' has no attribute {name!r}")
 

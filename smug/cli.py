@@ -25,7 +25,7 @@ __all__ = ["main", "build_parser"]
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
-    from .backends.registry import backend_table
+    from .solving.registry import backend_table
 
     rows = backend_table()
     if args.json:
@@ -50,7 +50,7 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 def _cmd_solve(args: argparse.Namespace) -> int:
     from .ir import Problem
-    from .solve import solve
+    from .solving.run import solve
 
     problem = Problem.from_json(args.problem)
     sol = solve(
@@ -91,7 +91,7 @@ def _run_demo(
 ) -> int:
     from pathlib import Path
 
-    from .demo import capped_config, describe, format_table, load_inputs, load_model, run_explanations
+    from .zoo.demo import capped_config, describe, format_table, load_inputs, load_model, run_explanations
 
     model = load_model(model_spec)
     images, labels = load_inputs(dataset, split, indices)
@@ -116,7 +116,7 @@ def _run_text_demo(
 ) -> int:
     from pathlib import Path
 
-    from .demo import describe, format_text_table, load_text_model, run_text_explanations
+    from .zoo.demo import describe, format_text_table, load_text_model, run_text_explanations
 
     model, vocab = load_text_model(model_spec, vocab_path)
     print(describe(config, {"model": model_spec, "data": source}))
@@ -128,7 +128,7 @@ def _run_text_demo(
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DEMO_CONFIG, TEXT_DEMO_CONFIG, load_texts
+    from .zoo.demo import DEMO_CONFIG, TEXT_DEMO_CONFIG, load_texts
 
     if args.text:
         cfg = TEXT_DEMO_CONFIG.merged(backend=args.backend) if args.backend else TEXT_DEMO_CONFIG
@@ -148,8 +148,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     import tomllib
 
     from .config import Config
-    from .demo import TEXT_DATASETS, TEXT_MODELS, load_texts
     from .errors import ConfigError
+    from .zoo.demo import TEXT_DATASETS, TEXT_MODELS, load_texts
 
     data: dict[str, Any] = {}
     if args.config:
@@ -196,8 +196,8 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .config import Config
-    from .demo import load_inputs, load_model
-    from .network import explain_network
+    from .explain.network import explain_network
+    from .zoo.demo import load_inputs, load_model
 
     model = load_model(args.model)
     images, labels = load_inputs(args.dataset, "test", args.indices)
@@ -240,7 +240,7 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import run_from_args
+    from .study.evaluate import run_from_args
 
     run_from_args(args)
     return 0
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.set_defaults(func=_cmd_explain_network)
 
     v = sub.add_parser("evaluate", help="compare explanation methods on real inputs (saliency metric, sparsity, ...)")
-    from .evaluate import add_arguments
+    from .study.evaluate import add_arguments
 
     add_arguments(v)
     v.set_defaults(func=_cmd_evaluate)

@@ -18,10 +18,10 @@ import scipy.sparse as sp
 
 import smug
 from smug import Status
-from smug.backends.registry import get_backend
 from smug.errors import ConfigError, UnsupportedParameterError, UnsupportedProblemError
 from smug.ir import GE, LE, Problem
-from smug.solve import grace_seconds
+from smug.solving.registry import get_backend
+from smug.solving.run import grace_seconds
 from smug.testing.brute import brute_force
 
 pytest.importorskip("ortools")
@@ -330,7 +330,7 @@ def test_cpsat_reports_incumbents_that_are_exactly_feasible() -> None:
     _require("ortools:cpsat")
     p = cover_problem(7, n=12, real_objective=True)
     be = get_backend("ortools:cpsat")
-    seen: list[smug.backends.base.Incumbent] = []
+    seen: list[smug.solving.contract.Incumbent] = []
     sol = be.solve(p, smug.SolveParams(), seen.append)
     assert seen
     for inc in seen:

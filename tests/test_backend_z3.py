@@ -15,7 +15,7 @@ import smug
 from smug import ProblemBuilder, Status
 from smug.errors import UnsupportedParameterError, ValidationError
 from smug.ir import Problem
-from smug.solve import grace_seconds
+from smug.solving.run import grace_seconds
 from smug.testing.brute import brute_force
 from smug.testing.generators import random_binary_problem
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import smug
-from smug.backends.base import Status
-from smug.backends.registry import backend_table, get_backend
 from smug.errors import BackendNotInstalledError, UnsupportedProblemError
-from smug.solve import grace_seconds
+from smug.solving.contract import Status
+from smug.solving.registry import backend_table, get_backend
+from smug.solving.run import grace_seconds
 from smug.testing import (
     assert_matches_brute_force,
     assert_valid_solution,

@@ -43,7 +43,7 @@ def test_solve_and_export_a_problem_file(tmp_path, capsys):
 
 
 def test_explain_with_a_config_file(tmp_path):
-    from smug.data import load_digits
+    from smug.zoo.data import load_digits
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10))
@@ -94,7 +94,7 @@ def test_demo_runs_end_to_end(tmp_path):
 
 
 def test_explain_raw_text_with_a_saved_text_model(tmp_path):
-    from smug.text import TextCNN, Vocabulary
+    from smug.zoo.text import TextCNN, Vocabulary
 
     vocab = Vocabulary.build(["a good film", "a bad film , truly bad", "good acting and a good plot"])
     torch.manual_seed(0)
@@ -148,7 +148,7 @@ def test_text_demo_runs_end_to_end(tmp_path):
 
 
 def test_demo_config_is_capped_at_the_first_layer_size():
-    from smug.demo import DEMO_CONFIG, capped_config
+    from smug.zoo.demo import DEMO_CONFIG, capped_config
 
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10))
     x = np.zeros((1, 8, 8), dtype=np.float32)
@@ -158,7 +158,7 @@ def test_demo_config_is_capped_at_the_first_layer_size():
 
 
 def test_explain_network_command(tmp_path):
-    from smug.data import load_digits
+    from smug.zoo.data import load_digits
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.ReLU(), nn.Linear(10, 10))

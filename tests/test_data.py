@@ -1,4 +1,4 @@
-"""Tests of smug.data: the bundled MNIST and scikit-learn digits loaders."""
+"""Tests of smug.zoo.data: the bundled MNIST and scikit-learn digits loaders."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from smug import data
-from smug.data import MNIST_SPLITS, load_digits, load_mnist, mnist_archive_path
+from smug.zoo import data
+from smug.zoo.data import MNIST_SPLITS, load_digits, load_mnist, mnist_archive_path
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-import smug.demo
+import smug.zoo.demo
 from smug.errors import ConfigError
-from smug.evaluate import format_markdown, main, read_rows, run_image_study, summarise
+from smug.study.evaluate import format_markdown, main, read_rows, run_image_study, summarise
 
 FAST = {"optimised-mask": {"grid": 4, "steps": 40, "batch": 20}, "smug:ortools:cbc": {"top_k": 8, "gamma": 0.3}}
 METHODS = ["smug:ortools:cbc", "pathwaygrad", "optimised-mask", "saliency"]
@@ -21,7 +21,7 @@ METHODS = ["smug:ortools:cbc", "pathwaygrad", "optimised-mask", "saliency"]
 def tiny_model(monkeypatch):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(192, 10)).eval()
-    monkeypatch.setattr(smug.demo, "load_model", lambda spec: model)
+    monkeypatch.setattr(smug.zoo.demo, "load_model", lambda spec: model)
     return model
 
 

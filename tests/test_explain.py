@@ -13,7 +13,6 @@ from torch import nn
 
 import smug
 from smug.config import Config
-from smug.data import load_digits
 from smug.errors import (
     BackendNotInstalledError,
     ConfigError,
@@ -22,7 +21,8 @@ from smug.errors import (
     UnknownBackendError,
     ValidationError,
 )
-from smug.saliency import MinimalMask, explain
+from smug.explain.api import MinimalMask, explain
+from smug.zoo.data import load_digits
 
 
 def _train(model: nn.Module, epochs: int = 30) -> nn.Module:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from smug.errors import ConfigError, ShapeError, ValidationError
-from smug.metrics import (
+from smug.study.metrics import (
     DIRECTIONS,
     crop_resize,
     insertion_deletion,
@@ -160,7 +160,7 @@ def test_text_saliency_metric_by_hand():
 
 
 def test_text_saliency_metric_matches_the_text_cnn_on_zeroed_embeddings():
-    from smug.text import TextCNN
+    from smug.zoo.text import TextCNN
 
     torch.manual_seed(0)
     m = TextCNN(12, embed_dim=4, n_filters=5).eval()

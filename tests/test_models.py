@@ -1,4 +1,4 @@
-"""Tests of smug.models: architectures, deterministic training, the weights cache.
+"""Tests of smug.zoo.models: architectures, deterministic training, the weights cache.
 
 Training in the default suite runs on a small subset of MNIST for one epoch.
 The tests marked ``slow`` train the reference models in full (about 45 s on two
@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from smug import models
-from smug.models import (
+from smug.zoo import models
+from smug.zoo.models import (
     MODEL_NAMES,
     cache_dir,
     mnist_cnn,

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from smug.backends.base import Status
 from smug.encoders.network import SUPPORTED_NETWORK_LAYERS, lower_network
 from smug.errors import BoundsError, ConfigError, UnsupportedProblemError, ValidationError
-from smug.network import explain_network
+from smug.explain.network import explain_network
+from smug.solving.contract import Status
 
 
 def _net() -> nn.Module:

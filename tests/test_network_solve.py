@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 import smug
-from smug.backends.base import Status
-from smug.backends.registry import get_backend
 from smug.encoders import feature_groups
 from smug.encoders.network import encode_network, lower_network
-from smug.network import NetworkExplanation, explain_network, network_problem
+from smug.explain.network import NetworkExplanation, explain_network, network_problem
+from smug.solving.contract import Status
+from smug.solving.registry import get_backend
 from smug.testing import brute_force
 
 BACKENDS = ["ortools:scip", "ortools:highs", "ortools:cbc", "z3", "pysmt:yices"]
@@ -243,8 +243,8 @@ def test_explanation_to_dict_and_save(tmp_path: object) -> None:
 
 def test_every_relu_backend_solves_the_encoding() -> None:
     """Every installed backend that declares ReLU support finds the brute-force optimum; the others refuse."""
-    from smug.backends.registry import backend_names
     from smug.errors import UnsupportedProblemError
+    from smug.solving.registry import backend_names
 
     model, x = _case(21, 6)
     pred = int(np.argmax(lower_network(model, x.shape).forward(x)))

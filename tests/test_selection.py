@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
+from smug.encoders.selection import hook_point, score_neurons, select_neurons
 from smug.errors import ValidationError
-from smug.selection import hook_point, score_neurons, select_neurons
 
 
 def mlp(seed: int = 0) -> nn.Sequential:

@@ -10,8 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import smug
-from smug.backends.base import Backend, Capabilities, Incumbent, Solution, SolveParams, Status
-from smug.backends.registry import backend_names, get_backend, register
 from smug.errors import (
     BackendNotInstalledError,
     UnknownBackendError,
@@ -20,7 +18,9 @@ from smug.errors import (
     ValidationError,
 )
 from smug.ir import ProblemBuilder
-from smug.solve import grace_seconds
+from smug.solving.contract import Backend, Capabilities, Incumbent, Solution, SolveParams, Status
+from smug.solving.registry import backend_names, get_backend, register
+from smug.solving.run import grace_seconds
 from smug.testing import assert_matches_brute_force, brute_force, covering_problems
 from smug.testing.reference import EnumerationBackend
 
@@ -237,7 +237,7 @@ def test_register_and_entry_points(monkeypatch):
         register("test:enum", EnumerationBackend)
 
     # a third-party package's entry point
-    import smug.backends.registry as reg
+    import smug.solving.registry as reg
 
     class EP:
         name = "thirdparty:enum"

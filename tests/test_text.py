@@ -24,10 +24,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from smug import text as smug_text
 from smug.encoders.text import TextFirstLayer, find_text_first_layer
 from smug.errors import NonFiniteError, ShapeError, ValidationError
-from smug.text import (
+from smug.explain.render.text import render_html, render_terminal, save_html
+from smug.zoo import text as smug_text
+from smug.zoo.text import (
     LABEL_NAMES,
     RT_SPLITS,
     TextCNN,
@@ -39,7 +40,6 @@ from smug.text import (
     text_model_metrics,
     train_text_cnn,
 )
-from smug.text_render import render_html, render_terminal, save_html
 
 SMALL = 300  # training snippets for the quick trainings
 PROPS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])

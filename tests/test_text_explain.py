@@ -20,10 +20,10 @@ import smug
 from smug import Config
 from smug.encoders.text import find_text_first_layer
 from smug.errors import ConfigError, ShapeError, ValidationError
-from smug.saliency import explanation_problem
-from smug.text import TextCNN, Tokenizer, Vocabulary
-from smug.text_explain import TextExplanation
-from smug.text_render import render_html_page
+from smug.explain.api import explanation_problem
+from smug.explain.render.text import render_html_page
+from smug.explain.text import TextExplanation
+from smug.zoo.text import TextCNN, Tokenizer, Vocabulary
 
 FAST = {"ig_steps": 16, "time_limit": 20}
 PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

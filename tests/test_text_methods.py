@@ -12,8 +12,8 @@ from torch import nn
 
 from smug.errors import ShapeError, ValidationError
 from smug.methods.text import TextIntegratedGradients, TextOcclusion, TextSaliency
-from smug.metrics import best_text_saliency_metric, text_insertion_deletion, text_saliency_metric
-from smug.text import TextCNN
+from smug.study.metrics import best_text_saliency_metric, text_insertion_deletion, text_saliency_metric
+from smug.zoo.text import TextCNN
 
 
 class _Bag(nn.Module):
@@ -94,7 +94,7 @@ def test_text_metrics_on_a_hand_checked_model() -> None:
 
 @pytest.mark.timeout_heavy
 def test_text_study_writes_rows_tables_and_figures(tmp_path) -> None:
-    from smug.evaluate import run_text_study
+    from smug.study.evaluate import run_text_study
 
     res = run_text_study(n=2, methods=["smug:ortools:cbc", "occlusion"], out_dir=tmp_path, progress=False)
     rows = [json.loads(line) for line in res.paths["rows"].read_text().splitlines()]

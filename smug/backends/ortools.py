@@ -64,7 +64,7 @@ import scipy.sparse as sp
 
 from ..errors import ConfigError, UnsupportedProblemError
 from ..ir import EQ, GE, LE, Problem
-from .base import Backend, Capabilities, Incumbent, Reporter, Solution, SolveParams, Status
+from ..solving.contract import Backend, Capabilities, Incumbent, Reporter, Solution, SolveParams, Status
 
 __all__ = [
     "ORToolsMILPBackend",

@@ -1,9 +1,9 @@
 """PySMT backends: MathSAT, Z3, cvc5 and Yices through PySMT's uniform API.
 
 PySMT (0.9.6) only decides satisfiability, so :class:`PySMTBackend` is a
-:class:`~smug.backends.base.SatBackend`: :meth:`PySMTBackend.open_session`
+:class:`~smug.solving.contract.SatBackend`: :meth:`PySMTBackend.open_session`
 loads the problem's constraints once into an incremental solver, and the shared
-search of :mod:`smug.search` asks bounded questions ``objective <= k`` (or
+search of :mod:`smug.solving.search` asks bounded questions ``objective <= k`` (or
 ``< k``), each inside a ``push``/``pop`` scope (z3: under a fresh activation
 literal instead, because z3's first ``push`` can run for minutes without
 honouring its timeout).  Bounds are exact rationals; a strict bound equal to
@@ -73,7 +73,7 @@ import numpy as np
 
 from ..errors import BackendNotInstalledError, UnsupportedParameterError, ValidationError
 from ..ir import EQ, GE, LE, Problem
-from .base import Capabilities, Reporter, SatBackend, SatSession, Solution, SolveParams
+from ..solving.contract import Capabilities, Reporter, SatBackend, SatSession, Solution, SolveParams
 
 __all__ = ["PySMTBackend", "PySMTSession", "ensure_yices_findable", "installed_solvers", "SOLVERS", "ENCODINGS"]
 
@@ -261,7 +261,7 @@ class PySMTBackend(SatBackend):
 
     Options:
         solver: the PySMT solver name (required; one of :data:`SOLVERS`).
-        search: ``"binary"`` (default) or ``"linear"`` (see :mod:`smug.search`).
+        search: ``"binary"`` (default) or ``"linear"`` (see :mod:`smug.solving.search`).
         encoding: ``"bool"`` (default: binaries as Booleans) or ``"int"``
             (binaries as integers in ``[0, 1]``).
     """
@@ -330,7 +330,7 @@ class PySMTBackend(SatBackend):
         return session
 
     def solve(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
-        """Minimise with the shared search (:func:`smug.search.minimize`); adds the build breakdown to ``stats``."""
+        """Minimise with the shared search (:func:`~smug.solving.search.minimize`); adds build times to stats."""
         self._build_stats: dict[str, Any] = {}
         sol = super().solve(problem, params, report)
         sol.stats.update({"solver": self.solver, "encoding": self.encoding, **self._build_stats})

@@ -37,7 +37,7 @@ Encodings (the ``encoding=`` option; ``bench/z3_encodings.py`` measures them,
 * ``"int"``: ``Optimize`` (SMT core) over Int variables in ``[0, 1]``; rows over
   binaries only are exactly scaled integer linear rows (pure LIA).
 * ``"bound"``: a plain ``Solver`` holding the ``"pb"`` constraints, minimised by
-  the shared bound search (:func:`smug.search.minimize`, ``search=`` picks
+  the shared bound search (:func:`smug.solving.search.minimize`, ``search=`` picks
   ``"binary"`` or ``"linear"``); each bound ``objective <= k`` is pushed and
   popped, so learnt clauses carry over.  Strict re-checks against an incumbent
   use the incumbent's exact rational objective (the float the search passes may
@@ -104,7 +104,7 @@ import scipy.sparse as sp
 
 from ..errors import ValidationError
 from ..ir import EQ, GE, LE, Problem
-from .base import (
+from ..solving.contract import (
     Backend,
     Capabilities,
     Incumbent,
@@ -1020,7 +1020,7 @@ class Z3Backend(Backend):
 
     # -- the shared bound search over a plain Solver
     def _solve_bound(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
-        from ..search import minimize
+        from ..solving.search import minimize
 
         adapter = _BoundSearch(self, name=self.name, search=self.options.get("search", "auto"))
         sol = minimize(adapter, problem, params, report)
@@ -1126,7 +1126,7 @@ class _Z3Session(SatSession):
 
 
 class _BoundSearch(SatBackend):
-    """Adapter handing :func:`smug.search.minimize` the z3 sessions of a :class:`Z3Backend`."""
+    """Adapter handing :func:`smug.solving.search.minimize` the z3 sessions of a :class:`Z3Backend`."""
 
     family = "z3"
     capabilities = Z3Backend.capabilities

@@ -34,6 +34,7 @@ from torch import nn
 
 from ..errors import NonFiniteError, ShapeError, ValidationError
 from .groups import neuron_indices, to_numpy
+from .layers import SKIPPED_LAYERS
 
 __all__ = ["FirstLayer", "find_first_layer", "make_baseline", "BASELINE_OPTIONS", "SUPPORTED_FIRST_LAYERS"]
 
@@ -47,7 +48,6 @@ SUPPORTED_FIRST_LAYERS = (
     "each optionally followed by nn.BatchNorm1d / nn.BatchNorm2d; nn.Identity and dropout modules are skipped"
 )
 
-_SKIPPED = (nn.Identity, nn.modules.dropout._DropoutNd)
 _PADS = (nn.ZeroPad2d, nn.ConstantPad2d)
 
 
@@ -480,7 +480,7 @@ def _build(seq: list[tuple[str, nn.Module]], start: int, in_shape: tuple[int, ..
     idx = start
     while idx < len(seq):
         name, m = seq[idx]
-        if isinstance(m, _SKIPPED):
+        if isinstance(m, SKIPPED_LAYERS):
             prefix.append(name)
         elif isinstance(m, nn.Flatten) and _is_exact(m, nn.Flatten):
             if m.start_dim != 1 or m.end_dim != -1:
@@ -575,7 +575,7 @@ def _build(seq: list[tuple[str, nn.Module]], start: int, in_shape: tuple[int, ..
 
 
 def _prefix_start(seq: list[tuple[str, nn.Module]], idx: int) -> int:
-    while idx > 0 and isinstance(seq[idx - 1][1], (*_SKIPPED, nn.Flatten, *_PADS)):
+    while idx > 0 and isinstance(seq[idx - 1][1], (*SKIPPED_LAYERS, nn.Flatten, *_PADS)):
         idx -= 1
     return idx
 
@@ -615,7 +615,7 @@ def _trace(model: nn.Module, example: torch.Tensor, target: nn.Module | None) ->
         calls.append((names[id(mod)], mod, inp, out))
         if layer_seen[0]:
             raise _StopTrace
-        if mod is target if target is not None else not isinstance(mod, (*_SKIPPED, nn.Flatten, *_PADS)):
+        if mod is target if target is not None else not isinstance(mod, (*SKIPPED_LAYERS, nn.Flatten, *_PADS)):
             layer_seen[0] = True
 
     handles = [m.register_forward_hook(hook) for _, m in leaves]

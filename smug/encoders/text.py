@@ -37,7 +37,7 @@ from torch import nn
 
 from ..errors import NonFiniteError, ShapeError, ValidationError
 from .groups import neuron_indices, to_numpy
-from .image import _SKIPPED  # no-op layers (Identity, Dropout): one definition for both encoders
+from .layers import SKIPPED_LAYERS
 
 __all__ = ["TextFirstLayer", "find_text_first_layer", "TEXT_BASELINE_OPTIONS", "SUPPORTED_TEXT_FIRST_LAYERS"]
 
@@ -50,7 +50,6 @@ SUPPORTED_TEXT_FIRST_LAYERS = (
     "dilation and padding incl. 'same'/'valid'), or nn.Linear over the embeddings flattened to (B, L*E) "
     "(optionally after nn.Flatten); nn.Dropout and nn.Identity between the embedding and the layer are skipped"
 )
-
 
 
 def _display(name: str, module: nn.Module) -> str:
@@ -501,7 +500,7 @@ def find_text_first_layer(model: nn.Module, name: str | None = None, *, pad_id: 
                 "must start with an nn.Embedding over token ids"
             )
         idx = emb_idx + 1
-        while idx < len(seq) and (isinstance(seq[idx][1], _SKIPPED) or isinstance(seq[idx][1], nn.Flatten)):
+        while idx < len(seq) and (isinstance(seq[idx][1], SKIPPED_LAYERS) or isinstance(seq[idx][1], nn.Flatten)):
             idx += 1
         if idx >= len(seq):
             raise ValidationError(
@@ -518,7 +517,7 @@ def find_text_first_layer(model: nn.Module, name: str | None = None, *, pad_id: 
         )
     between = [n for n, _ in seq[emb_idx + 1 : idx]]
     for n, m in seq[emb_idx + 1 : idx]:
-        if not (isinstance(m, _SKIPPED) or isinstance(m, nn.Flatten)):
+        if not (isinstance(m, SKIPPED_LAYERS) or isinstance(m, nn.Flatten)):
             raise _unsupported(
                 n, m, "only nn.Dropout, nn.Identity and nn.Flatten may sit between the embedding and the first layer"
             )

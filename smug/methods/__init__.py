@@ -60,8 +60,8 @@ class Attributor(Protocol):
 
 def _smug(model: nn.Module, backend: str = "ortools:scip", config: Any = None, **overrides: Any) -> Any:
     """:class:`smug.MinimalMask` with the demo's settings (top_k=200, gamma=0.8, window=2) unless ``config``."""
-    from ..demo import DEMO_CONFIG
-    from ..saliency import MinimalMask
+    from ..explain.api import MinimalMask
+    from ..zoo.demo import DEMO_CONFIG
 
     return MinimalMask(model, backend=backend, config=config or DEMO_CONFIG, **overrides)
 
@@ -75,7 +75,7 @@ class MethodInfo:
         build: ``build(model, **kwargs)`` -> an :class:`Attributor`.
         summary: one line for tables.
         map_mode: how an attribution becomes a non-negative saliency map for the
-            metrics (:func:`smug.metrics.to_map`): ``"abs"`` (gradient methods: the
+            metrics (:func:`smug.study.metrics.to_map`): ``"abs"`` (gradient methods: the
             magnitude matters, the sign flips with the baseline), ``"positive"``
             (perturbation methods: a positive value is a drop of the target logit
             when the region is removed) or ``"identity"`` (already non-negative).

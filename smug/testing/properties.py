@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..backends.base import Solution, Status
 from ..ir import Problem
+from ..solving.contract import Solution, Status
 from .brute import brute_force
 
 __all__ = ["assert_valid_solution", "assert_matches_brute_force"]

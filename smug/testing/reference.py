@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
-from ..backends.base import Capabilities, SatBackend, SatSession, SolveParams
 from ..errors import UnsupportedProblemError
 from ..ir import Problem
+from ..solving.contract import Capabilities, SatBackend, SatSession, SolveParams
 from .brute import MAX_BRUTE_FORCE_BINARIES
 
 __all__ = ["EnumerationBackend"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ValidationError
+from ..errors import ValidationError
 
 __all__ = ["ACTIVATIONS", "hook_point", "score_neurons", "select_neurons", "Selection"]
 

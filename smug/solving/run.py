@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import Backend, Incumbent, Solution, SolveParams, Status
-from .backends.registry import get_backend, require_installed
-from .errors import SmugError
-from .ir import Problem
+from ..errors import SmugError
+from ..ir import Problem
+from .contract import Backend, Incumbent, Solution, SolveParams, Status
+from .registry import get_backend, require_installed
 
 __all__ = ["solve", "grace_seconds"]
 

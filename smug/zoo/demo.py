@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import Config
-from .errors import ConfigError
-from .saliency import Explanation, explain
+from ..config import Config
+from ..errors import ConfigError
+from ..explain.api import explain
+from ..explain.image import Explanation
 
 __all__ = [
     "DEMO_CONFIG",
@@ -88,7 +89,7 @@ def capped_config(model: nn.Module, x: Any, config: Config) -> Config:
     The demo's ``top_k=200`` suits the reference CNN (6272 first-layer neurons);
     the reference MLP has 32, so there every neuron is constrained (the active ones).
     """
-    from .encoders import find_first_layer
+    from ..encoders import find_first_layer
 
     xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     if xt.dim() == 3:
@@ -172,7 +173,7 @@ def load_text_model(spec: str, vocab_path: str | None = None) -> tuple[nn.Module
     """A text model and its vocabulary: ``text_cnn`` (trained and cached on first use) or a saved module.
 
     A saved module (``torch.save(model)`` or TorchScript) needs ``vocab_path``,
-    a vocabulary written by :meth:`smug.text.Vocabulary.save`.
+    a vocabulary written by :meth:`smug.zoo.text.Vocabulary.save`.
     """
     from .text import Vocabulary, pretrained_text_cnn
 
@@ -181,7 +182,7 @@ def load_text_model(spec: str, vocab_path: str | None = None) -> tuple[nn.Module
     if vocab_path is None:
         raise ConfigError(
             f"text model {spec!r} needs its vocabulary: set vocab = 'path/to/vocab.json' in [input] "
-            "(written by smug.text.Vocabulary.save), or use the reference model 'text_cnn'"
+            "(written by smug.zoo.text.Vocabulary.save), or use the reference model 'text_cnn'"
         )
     if not Path(vocab_path).exists():
         raise ConfigError(f"vocabulary file {vocab_path!r} does not exist")
@@ -215,7 +216,7 @@ def run_text_explanations(
     """Explain each text with a progress bar; write one JSON each and ``text_explanations.html`` to ``out_dir``."""
     from tqdm import tqdm
 
-    from .text_render import render_html_page
+    from ..explain.render.text import render_html_page
 
     rows = []
     labs = list(labels) if labels is not None else [-1] * len(texts)

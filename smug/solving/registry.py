@@ -5,7 +5,7 @@ A third-party package registers a backend in its ``pyproject.toml``::
     [project.entry-points."smug.backends"]
     "mysolver" = "mypkg.smug_backend:MySolverBackend"
 
-The object an entry point names is a :class:`~smug.backends.base.Backend`
+The object an entry point names is a :class:`~smug.solving.contract.Backend`
 subclass (or any callable taking ``name`` and keyword options and returning a
 backend).  At run time :func:`register` does the same.
 """
@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import BackendNotInstalledError, UnknownBackendError
-from .base import Backend
+from .contract import Backend
 
 __all__ = [
     "ENTRY_POINT_GROUP",

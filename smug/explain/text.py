@@ -1,6 +1,6 @@
 """SMUG for text: the minimal set of tokens that keeps the top-k first-layer neurons active.
 
-The same pipeline as for images (:mod:`smug.saliency`), with one 0/1 variable
+The same pipeline as for images (:mod:`smug.explain.image`), with one 0/1 variable
 per token position instead of per pixel window:
 
 1. the text is tokenized (a string and a ``tokenizer``) or taken as token ids,
@@ -35,25 +35,27 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .backends.base import Solution, Status
-from .config import Config
-from .encoders.text import TextFirstLayer, find_text_first_layer
-from .errors import ShapeError, ValidationError
-from .ir import Problem
-from .saliency import (
-    _base_map,
-    _caller_level,
-    _check_target,
-    _first_layer_problem,
-    _predictions,
-    _replay_check,
-    _resolve_config,
-    _run_solver,
-    _score_and_select,
-    _solution_mask,
-    _solve_stats,
-    save_explanation,
+from ..config import Config
+from ..encoders.text import TextFirstLayer, find_text_first_layer
+from ..errors import ShapeError, ValidationError
+from ..ir import Problem
+from ..solving.contract import Solution, Status
+from .common import (
+    base_map as saliency_base_map,
 )
+from .common import (
+    caller_level,
+    check_target,
+    first_layer_problem,
+    predictions,
+    replay_check,
+    resolve_config,
+    run_solver,
+    score_and_select,
+    solution_mask,
+    solve_stats,
+)
+from .results import save_explanation
 
 __all__ = ["TextExplanation", "explain_text", "text_explanation_problem", "prepare_ids"]
 
@@ -190,7 +192,7 @@ class TextExplanation:
     # ------------------------------------------------------------- display
     def render(self, *, color: bool = True) -> str:
         """The text on one line, kept tokens bold/underlined (``[bracketed]`` without colour), shaded by saliency."""
-        from .text_render import render_terminal
+        from .render.text import render_terminal
 
         return render_terminal(self.tokens, self.saliency, self.kept, color=color)
 
@@ -212,7 +214,7 @@ class TextExplanation:
 
     def to_html(self, *, title: str = "SMUG explanation") -> str:
         """A standalone HTML page (tokens shaded by saliency, kept tokens outlined, the predictions in a table)."""
-        from .text_render import render_html
+        from .render.text import render_html
 
         return render_html(self.tokens, self.saliency, self.kept, title=title, prediction=self._prediction_info())
 
@@ -257,7 +259,7 @@ def _cut(ids: list[int], limit: int | None, mode: str, what: str) -> tuple[list[
     if mode == "error":
         raise ValidationError(f"{msg}; shorten it, raise max_len, or set truncate='warn' to cut it")
     warnings.warn(
-        f"{msg}; explaining the first {limit} (set truncate='error' to refuse instead)", stacklevel=_caller_level()
+        f"{msg}; explaining the first {limit} (set truncate='error' to refuse instead)", stacklevel=caller_level()
     )
     return ids[:limit], True
 
@@ -272,7 +274,7 @@ def prepare_ids(
 ) -> tuple[np.ndarray, bool]:
     """The token ids SMUG explains for ``x`` (a string or ids), and whether they were truncated.
 
-    Strings are encoded with ``tokenizer`` (a :class:`smug.text.Vocabulary` or a
+    Strings are encoded with ``tokenizer`` (a :class:`smug.zoo.text.Vocabulary` or a
     callable ``str -> ids``).  A text longer than the model's maximum length
     (``cfg.max_len``, else the model's ``max_len`` attribute, else a ``Linear``
     first layer's fixed length) is cut with a warning or refused, as
@@ -290,7 +292,7 @@ def prepare_ids(
         if tokenizer is None:
             raise ValidationError(
                 "a string needs a tokenizer to become token ids: pass tokenizer=vocab (the Vocabulary returned by "
-                "smug.text.pretrained_text_cnn(), or any callable str -> list[int]), or pass the ids themselves"
+                "smug.zoo.text.pretrained_text_cnn(), or any callable str -> list[int]), or pass the ids themselves"
             )
         if not x.strip():
             raise ValidationError(f"empty text: nothing to explain (got {x!r})")
@@ -308,7 +310,7 @@ def prepare_ids(
             ids, truncated = _cut(ids, limit, cfg.truncate, "tokens")
         else:
             raise ValidationError(
-                "tokenizer must be a smug.text.Vocabulary or a callable str -> list[int], "
+                "tokenizer must be a smug.zoo.text.Vocabulary or a callable str -> list[int], "
                 f"got {type(tokenizer).__name__}"
             )
     else:
@@ -385,7 +387,7 @@ def _prepare_text(
     maskable: Any,
     overrides: dict[str, Any],
 ) -> _TextPrepared:
-    cfg = _resolve_config(model, config, overrides)
+    cfg = resolve_config(model, config, overrides)
     model = model.eval()
     layer = find_text_first_layer(model, cfg.first_layer)
     ids, truncated = prepare_ids(model, x, layer, cfg, tokenizer)
@@ -406,16 +408,16 @@ def _prepare_text(
     with torch.no_grad():
         probs = torch.softmax(model(xb), dim=1)[0]
     prediction = int(probs.argmax())
-    target = _check_target(target, probs.shape[0], prediction)
+    target = check_target(target, probs.shape[0], prediction)
     pre = layer.preactivations(ids)
     top_k = cfg.top_k
     if top_k > pre.size:
         warnings.warn(
             f"top_k={top_k} exceeds the {pre.size} first-layer neurons of this {L}-token text; using {pre.size}",
-            stacklevel=_caller_level(),
+            stacklevel=caller_level(),
         )
         top_k = int(pre.size)
-    hook_name, scores, selection = _score_and_select(model, xb, layer.module_names, pre, target, cfg, top_k)
+    hook_name, scores, selection = score_and_select(model, xb, layer.module_names, pre, target, cfg, top_k)
     stats["scoring_time"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -423,7 +425,7 @@ def _prepare_text(
     C, d = layer.affine_rows(ids, neurons, baseline=base_vec, maskable=positions)
     T = positions.size
     groups = sp.csr_matrix((np.ones(T), (np.arange(T), positions)), shape=(T, L))
-    problem = _first_layer_problem(
+    problem = first_layer_problem(
         C,
         d,
         pre[neurons],
@@ -479,7 +481,7 @@ def explain_text(
         config: a :class:`~smug.config.Config`; ``**overrides`` replace its fields.
         baseline: a masked token's embedding: ``"zero"`` (default), ``"pad"``, a
             number (every component) or a vector of the embedding's width.
-        tokenizer: a :class:`smug.text.Vocabulary` or a callable ``str -> ids``.
+        tokenizer: a :class:`smug.zoo.text.Vocabulary` or a callable ``str -> ids``.
         maskable: positions that get a variable (default: every non-pad one).
         class_names: names for display (default: the model's, else the
             tokenizer's ``class_names`` attribute, if any).
@@ -499,8 +501,8 @@ def explain_text(
     neurons = prep.selection.neurons
     L = int(ids.shape[0])
 
-    sol = _run_solver(problem, cfg)
-    mask_groups = _solution_mask(sol, problem.n_mask)
+    sol = run_solver(problem, cfg)
+    mask_groups = solution_mask(sol, problem.n_mask)
 
     def kept_of(mg: np.ndarray) -> np.ndarray:
         return problem.features_kept(mg).astype(bool)
@@ -527,15 +529,15 @@ def explain_text(
         handle.remove()
     pre_replay = captured["o"].reshape(3, -1).numpy()
     probs3 = torch.softmax(logits3, dim=1).numpy()
-    verified, min_margin = _replay_check(pre_replay, neurons, cfg, sol)
+    verified, min_margin = replay_check(pre_replay, neurons, cfg, sol)
     stats["replay_time"] = time.perf_counter() - t2
 
     # ---- saliency: a token's score is the best score of the kept neurons whose window covers it
     rf = layer.receptive_fields(L, neurons)
-    base_map = _base_map(rf, prep.scores[neurons], cfg.saliency, (L,))
+    base_map = saliency_base_map(rf, prep.scores[neurons], cfg.saliency, (L,))
     saliency = kept * base_map
 
-    stats.update(_solve_stats(problem, sol, cfg))
+    stats.update(solve_stats(problem, sol, cfg))
     stats.update(
         {
             "first_layer": layer.name,
@@ -560,7 +562,7 @@ def explain_text(
         status=sol.status,
         verified=verified,
         target=prep.target,
-        **_predictions(probs3, prep.prediction, prep.target),
+        **predictions(probs3, prep.prediction, prep.target),
         neurons=neurons,
         scores=prep.scores,
         n_constraints=prep.selection.imposed,

@@ -46,16 +46,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backends.base import Solution, Status
-from .backends.registry import get_backend, require_installed
-from .config import Config
-from .encoders.groups import feature_groups, group_areas
-from .encoders.image import make_baseline
-from .encoders.network import LoweredNetwork, encode_network, linear_margin_bounds, lower_network
-from .errors import BoundsError, NonFiniteError, ShapeError, UnsupportedProblemError, ValidationError
-from .ir import Problem, ProblemBuilder
-from .saliency import save_explanation
-from .solve import solve
+from ..config import Config
+from ..encoders.groups import feature_groups, group_areas
+from ..encoders.image import make_baseline
+from ..encoders.network import LoweredNetwork, encode_network, linear_margin_bounds, lower_network
+from ..errors import BoundsError, NonFiniteError, ShapeError, UnsupportedProblemError, ValidationError
+from ..ir import Problem, ProblemBuilder
+from ..solving.contract import Solution, Status
+from ..solving.registry import get_backend, require_installed
+from ..solving.run import solve
+from .results import save_explanation
 
 __all__ = ["NetworkExplanation", "explain_network", "network_problem", "MINIMALITY_KINDS"]
 

@@ -7,7 +7,7 @@ back.  Two kinds exist:
   :meth:`Backend.solve`;
 * :class:`SatBackend` subclasses only decide satisfiability: they implement
   :meth:`SatBackend.open_session` and get optimisation from the one shared
-  search routine in :mod:`smug.search`.
+  search routine in :mod:`smug.solving.search`.
 
 Nothing here imports a solver.  ``smug.solve`` (in :mod:`smug.solve`) wraps
 every backend with validation, a hard time limit, enumeration of alternative
@@ -249,7 +249,7 @@ class Solution:
 
 
 class Backend(ABC):
-    """A solver family's adapter.  Subclass and register it (see :mod:`smug.backends.registry`).
+    """A solver family's adapter.  Subclass and register it (see :mod:`smug.solving.registry`).
 
     Attributes a subclass sets:
         family: registry prefix, for example ``"ortools"`` (class attribute).
@@ -351,7 +351,7 @@ class SatSession(ABC):
 
 
 class SatBackend(Backend):
-    """A backend that only decides satisfiability; optimisation comes from :mod:`smug.search`.
+    """A backend that only decides satisfiability; optimisation comes from :mod:`smug.solving.search`.
 
     Options understood by the shared search (pass them when constructing the
     backend, for example ``smug.solve(p, "pysmt:cvc5", search="linear")``):
@@ -365,6 +365,6 @@ class SatBackend(Backend):
 
     def solve(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
         """Minimise by the shared bound search over :meth:`open_session`'s session."""
-        from ..search import minimize
+        from .search import minimize
 
         return minimize(self, problem, params, report)

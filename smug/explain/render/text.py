@@ -9,7 +9,7 @@
   saliency with a legend; kept tokens outlined and underlined.  Everything from
   the caller is HTML-escaped.
 
-All functions take ``tokens`` (strings, e.g. :meth:`smug.text.Vocabulary.decode`
+All functions take ``tokens`` (strings, e.g. :meth:`smug.zoo.text.Vocabulary.decode`
 of the explained ids, or the tokenizer's output), ``saliency`` (one number per
 token; ``None`` for all zeros) and ``kept`` (one 0/1 or bool per token: the
 tokens the minimal mask keeps).
@@ -172,9 +172,9 @@ def render_html(
             ``probability`` (on the full text), ``masked_prediction`` /
             ``masked_probability`` (kept tokens only), ``complement_prediction``
             / ``complement_probability`` (kept tokens removed) -- the fields of
-            :class:`smug.saliency.Explanation` -- plus ``target`` (the
+            :class:`smug.explain.image.Explanation` -- plus ``target`` (the
             explained class) and ``class_names`` (names for class indices,
-            e.g. :data:`smug.text.LABEL_NAMES`).  Other keys are listed
+            e.g. :data:`smug.zoo.text.LABEL_NAMES`).  Other keys are listed
             below the table as ``key: value``.
 
     Returns:

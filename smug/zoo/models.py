@@ -32,8 +32,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from smug.data import load_mnist
 from smug.errors import ValidationError
+from smug.zoo.data import load_mnist
 
 __all__ = [
     "MODEL_NAMES",
@@ -120,7 +120,7 @@ def _metrics_path(name: str) -> Path:
 
 
 @contextlib.contextmanager
-def _deterministic_algorithms() -> Iterator[None]:
+def deterministic_algorithms() -> Iterator[None]:
     """Turn on ``torch.use_deterministic_algorithms`` for the block, then restore the old mode."""
     was_enabled = torch.are_deterministic_algorithms_enabled()
     was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -210,7 +210,7 @@ def train(
     # The seeded init and shuffling generator fix every random choice; deterministic algorithms
     # rule out nondeterministic kernels. Both are restored on exit. (The flag is cheap here:
     # the torch._dynamo import it triggers is one torch.optim.Adam pays anyway.)
-    with torch.random.fork_rng(devices=[]), _deterministic_algorithms():
+    with torch.random.fork_rng(devices=[]), deterministic_algorithms():
         torch.manual_seed(seed)
         model = _BUILDERS[name]().float()
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -254,7 +254,7 @@ def train(
     return model, metrics
 
 
-def _atomic_write(path: Path, write: Callable[[Any], object], *, binary: bool) -> None:
+def atomic_write(path: Path, write: Callable[[Any], object], *, binary: bool) -> None:
     """Write via ``write(file)`` to a temp file in ``path``'s directory, then ``os.replace`` it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -273,13 +273,13 @@ def _atomic_write(path: Path, write: Callable[[Any], object], *, binary: bool) -
 
 def _save(name: str, model: nn.Module, metrics: dict[str, Any]) -> None:
     # Metrics first, weights last: the weights file appearing is the commit point.
-    _atomic_write(
+    atomic_write(
         _metrics_path(name),
         lambda fh: fh.write(json.dumps({"name": name, **metrics}, indent=2) + "\n"),
         binary=False,
     )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(_weights_path(name), lambda fh: torch.save(state, fh), binary=True)
+    atomic_write(_weights_path(name), lambda fh: torch.save(state, fh), binary=True)
 
 
 def _load(name: str) -> nn.Module:
@@ -348,7 +348,7 @@ def model_metrics(name: str) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"no cached metrics for {name!r} at {path}; call smug.models.pretrained({name!r}) "
+            f"no cached metrics for {name!r} at {path}; call smug.zoo.models.pretrained({name!r}) "
             f"first, or pretrained({name!r}, retrain=True) if its weights are cached without them"
         ) from None
     metrics: dict[str, Any] = json.loads(text)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ConfigError, NonFiniteError, ShapeError, ValidationError
+from ..errors import ConfigError, NonFiniteError, ShapeError, ValidationError
 
 __all__ = [
     "DIRECTIONS",
@@ -282,7 +282,7 @@ def text_saliency_metric(
     model's first ``nn.Embedding``) give ``log(max(a, min_area)) - log(p)``.
 
     Args:
-        model: a text classifier with an ``nn.Embedding`` (e.g. :class:`smug.text.TextCNN`).
+        model: a text classifier with an ``nn.Embedding`` (e.g. :class:`smug.zoo.text.TextCNN`).
         ids: token ids ``(L,)`` or ``(1, L)``.
         kept: per token, 1 / ``True`` to keep it, shaped like ``ids``.
         target: the class scored (default: the model's prediction on ``ids``).

@@ -1,4 +1,4 @@
-"""The comparison study: every explanation method on real inputs, scored with :mod:`smug.metrics`.
+"""The comparison study: every explanation method on real inputs, scored with :mod:`smug.study.metrics`.
 
 :func:`run_image_study` runs each method on the first ``n`` MNIST test images
 for one reference model and writes, under ``out_dir/<model>/``:
@@ -34,7 +34,7 @@ rerun retries those inputs.
 ``n`` Rotten Tomatoes test reviews, with the text methods (SMUG on tokens,
 Integrated Gradients and the gradient norm on the embeddings, token occlusion;
 :mod:`smug.methods.text`) and the text metrics: the saliency metric's text
-form, best over thresholds of each token map (:func:`smug.metrics.best_text_saliency_metric`;
+form, best over thresholds of each token map (:func:`smug.study.metrics.best_text_saliency_metric`;
 ``box_area`` then holds the kept-token fraction and ``box_probability`` the
 probability with only those tokens), sparsity over tokens, and insertion /
 deletion over tokens.  It writes ``figure.png`` (token maps of a few reviews)
@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:  # torch loads on first use, so `smug --help` and `smug backends` stay fast
     import torch
@@ -237,7 +237,7 @@ def _smug_options(name: str, model: torch.nn.Module, x: torch.Tensor, opts: dict
     """SMUG's options for this model: the demo's ``top_k=200``, capped at the first layer's neuron count."""
     if not name.startswith("smug") or "top_k" in opts or "config" in opts:
         return opts
-    from .demo import DEMO_CONFIG, capped_config
+    from ..zoo.demo import DEMO_CONFIG, capped_config
 
     return {**opts, "top_k": capped_config(model, x, DEMO_CONFIG).top_k}
 
@@ -352,8 +352,8 @@ def run_image_study(
         A :class:`StudyResult`.
     """
 
-    from .demo import load_inputs, load_model
-    from .methods import method_info
+    from ..methods import method_info
+    from ..zoo.demo import load_inputs, load_model
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n must be a positive int, got {n!r}")
@@ -411,7 +411,7 @@ def _run_methods(
     """Every method on every input not yet in ``done``; each row appended to ``rows_path`` at once."""
     import torch
 
-    from .methods import get_method, method_info
+    from ..methods import get_method, method_info
 
     with torch.no_grad():
         predictions = model(torch.from_numpy(images)).argmax(1).tolist()
@@ -447,8 +447,8 @@ class _SmugText:
     """SMUG on token ids with the text demo's settings (``attribute(ids (1, L)) -> (1, L)``)."""
 
     def __init__(self, model: Any, vocab: Any, backend: str):
-        from .demo import TEXT_DEMO_CONFIG
-        from .saliency import MinimalMask
+        from ..explain.api import MinimalMask
+        from ..zoo.demo import TEXT_DEMO_CONFIG
 
         self.mm = MinimalMask(model, backend=backend, config=TEXT_DEMO_CONFIG, tokenizer=vocab)
 
@@ -462,7 +462,7 @@ class _SmugText:
 
 def _text_method(name: str, model: Any, vocab: Any, options: dict[str, Any]) -> tuple[Any, str]:
     """(attributor, map mode) of a text method."""
-    from .methods.text import TextIntegratedGradients, TextOcclusion, TextSaliency
+    from ..methods.text import TextIntegratedGradients, TextOcclusion, TextSaliency
 
     if name.startswith("smug"):
         return _SmugText(model, vocab, name.split(":", 1)[1] if ":" in name else "ortools:scip"), "identity"
@@ -546,7 +546,7 @@ def run_text_study(
     """
     import torch
 
-    from .demo import load_text_model, load_texts
+    from ..zoo.demo import load_text_model, load_texts
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n must be a positive int, got {n!r}")
@@ -655,7 +655,7 @@ def plot_token_grid(
 def _token_page(
     tokens: Sequence[Sequence[str]], maps_dir: Path, methods: Sequence[str], indices: Sequence[int], path: Path
 ) -> Path:
-    from .text_render import render_html_page
+    from ..explain.render.text import render_html_page
 
     items = []
     for idx, toks in zip(indices, tokens):
@@ -788,7 +788,7 @@ def plot_map_grid(
 
 
 def plot_mean_curves(rows: Sequence[dict[str, Any]], methods: Sequence[str], path: Path, title: str = "") -> Path:
-    """Each method's insertion and deletion curves averaged over its inputs (:func:`smug.metrics.plot_curves`)."""
+    """Each method's insertion and deletion curves averaged over its inputs (:func:`smug.study.metrics.plot_curves`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -818,7 +818,7 @@ def plot_mean_curves(rows: Sequence[dict[str, Any]], methods: Sequence[str], pat
 
 # ------------------------------------------------------------------------------ command line
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The study's command-line options (for ``smug evaluate`` or ``python -m smug.evaluate``)."""
+    """The study's command-line options (for ``smug evaluate`` or ``python -m smug.study.evaluate``)."""
     parser.add_argument(
         "models",
         nargs="*",
@@ -863,7 +863,7 @@ def run_from_args(args: argparse.Namespace) -> list[StudyResult]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m smug.evaluate [models...] [--n N] [--methods a,b] [--out DIR]``."""
+    """``python -m smug.study.evaluate [models...] [--n N] [--methods a,b] [--out DIR]``."""
     parser = argparse.ArgumentParser(
         prog="smug evaluate", description="compare explanation methods on MNIST digits and Rotten Tomatoes reviews"
     )

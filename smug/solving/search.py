@@ -25,9 +25,9 @@ import time
 
 import numpy as np
 
-from .backends.base import Incumbent, Reporter, SatBackend, Solution, SolveParams, Status
-from .errors import ValidationError
-from .ir import Problem
+from ..errors import ValidationError
+from ..ir import Problem
+from .contract import Incumbent, Reporter, SatBackend, Solution, SolveParams, Status
 
 __all__ = ["minimize", "trivial_lower_bound", "SEARCH_STRATEGIES"]
 

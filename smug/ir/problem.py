@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import (
+from ..errors import (
     BoundsError,
     NonFiniteError,
     SchemaError,

@@ -14,7 +14,7 @@
   embedding is the ``Conv1d`` named ``conv``, which
   :func:`smug.encoders.text.find_text_first_layer` finds.
 * :func:`train_text_cnn` / :func:`pretrained_text_cnn` -- deterministic training
-  and a cache in :func:`smug.models.cache_dir` (``text_cnn.pt`` with
+  and a cache in :func:`smug.zoo.models.cache_dir` (``text_cnn.pt`` with
   ``text_cnn.vocab.json`` and ``text_cnn.json`` beside it), written atomically;
   a cache that cannot be loaded is retrained with a warning.
 """
@@ -44,7 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from smug.errors import ValidationError
-from smug.models import _atomic_write, _deterministic_algorithms, cache_dir
+from smug.zoo.models import atomic_write, cache_dir, deterministic_algorithms
 
 __all__ = [
     "RT_SPLITS",
@@ -497,7 +497,7 @@ class Vocabulary:
     def save(self, path: str | Path) -> Path:
         """Write the vocabulary to ``path`` as UTF-8 JSON, atomically; returns the path."""
         p = Path(path)
-        _atomic_write(p, lambda fh: fh.write(self.to_json() + "\n"), binary=False)
+        atomic_write(p, lambda fh: fh.write(self.to_json() + "\n"), binary=False)
         return p
 
     @classmethod
@@ -719,7 +719,7 @@ def train_text_cnn(
     batch_size = int(recipe["batch_size"])
     batches_per_epoch = (n_train + batch_size - 1) // batch_size
 
-    with torch.random.fork_rng(devices=[]), _deterministic_algorithms(), _single_thread():
+    with torch.random.fork_rng(devices=[]), deterministic_algorithms(), _single_thread():
         torch.manual_seed(seed)
         model = TextCNN(
             len(vocab),
@@ -821,7 +821,7 @@ def pretrained_text_cnn(retrain: bool = False, progress: bool = True) -> tuple[T
     """Return the trained reference text CNN and its vocabulary, training and caching them on first use.
 
     Loads ``<cache_dir()>/text_cnn.pt`` and ``text_cnn.vocab.json`` (see
-    :func:`smug.models.cache_dir`: ``$SMUG_CACHE_DIR`` or
+    :func:`smug.zoo.models.cache_dir`: ``$SMUG_CACHE_DIR`` or
     ``~/.cache/smug/models``) if they exist; otherwise (or with ``retrain``)
     calls :func:`train_text_cnn` with the default recipe and seed 0 and writes
     the metrics (``text_cnn.json``), the vocabulary and the weights atomically,
@@ -847,14 +847,14 @@ def pretrained_text_cnn(retrain: bool = False, progress: bool = True) -> tuple[T
             return model.float().eval(), vocab
 
     model, vocab, metrics = train_text_cnn(progress=progress)
-    _atomic_write(
+    atomic_write(
         metrics_path,
         lambda fh: fh.write(json.dumps({"name": TEXT_MODEL_NAME, **metrics}, indent=2) + "\n"),
         binary=False,
     )
     vocab.save(vocab_path)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda fh: torch.save(state, fh), binary=True)
+    atomic_write(weights, lambda fh: torch.save(state, fh), binary=True)
     return model.float().eval(), vocab
 
 
@@ -869,7 +869,7 @@ def text_model_metrics() -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"no cached text-model metrics at {path}; call smug.text.pretrained_text_cnn() first"
+            f"no cached text-model metrics at {path}; call smug.zoo.text.pretrained_text_cnn() first"
         ) from None
     metrics: dict[str, Any] = json.loads(text)
     return metrics

@@ -1,0 +1,1 @@
+"""Rendering explanations for the terminal and the browser."""

@@ -1,0 +1,1 @@
+"""Studies: saliency metrics and the explanation-method comparison study."""

@@ -1,0 +1,1 @@
+"""Reference models, their training code, datasets and the tokenizer, and the demo runs built on them."""
