@@ -1,7 +1,8 @@
 """smug: explain neural-network predictions with constraint solvers.
 
 The core is solver-neutral: encoders state a question about a model as an IR
-:class:`Problem`, and :func:`solve` hands it to any registered backend.
+:class:`Problem`, and :func:`solve` hands it to any registered backend through a
+reduction chain built from the backend's capabilities; every verdict is exact.
 """
 
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from .config import Config
 from .errors import SmugError
 from .ir import Problem, ProblemBuilder
-from .solving.contract import Capabilities, Solution, SolveParams, Status
+from .solving.contract import Backend, Capabilities, SatBackend, SatSession, Solution, SolveParams, Status
 from .solving.registry import backend_names, backend_table, get_backend, register
 from .solving.run import solve
 
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 # torch-dependent names load on first use, so solver-only users never import torch
 _LAZY = {
     "MinimalMask": "explain.api",
+    "explanation_problem": "explain.api",
     "Explanation": "explain.image",
     "TextExplanation": "explain.text",
     "explain_network": "explain.network",
@@ -37,6 +39,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "explain",
+    "explanation_problem",
     "MinimalMask",
     "Explanation",
     "TextExplanation",
@@ -50,6 +53,9 @@ __all__ = [
     "SolveParams",
     "Status",
     "Capabilities",
+    "Backend",
+    "SatBackend",
+    "SatSession",
     "backend_names",
     "backend_table",
     "get_backend",

@@ -16,6 +16,7 @@ import smug
 from smug import ProblemBuilder, SolveParams, Status
 from smug.errors import BackendNotInstalledError, UnsupportedParameterError, ValidationError
 from smug.ir import Problem
+from smug.solving.search import minimize
 from smug.testing.brute import brute_force
 from smug.testing.generators import random_binary_problem, smug_like_problem
 
@@ -92,9 +93,9 @@ def hard_problem(seed: int = 0, n: int = 150, rows: int = 30) -> Problem:
 
 
 def check_against_brute(p: Problem, backend: str, search: str, complete: Any = None) -> None:
-    """Solve with ``backend`` and compare with brute force (exact arithmetic without real variables)."""
-    best, _ = brute_force(p, complete, exact=complete is None)
-    sol = smug.solve(p, backend, search=search)
+    """Solve with ``backend`` and compare with the exact oracle (the same optimum, exactly)."""
+    best, _ = brute_force(p)
+    sol = smug.solve(p, backend, search=search, presolve=False, greedy=False, cuts=False)
     if best is None:
         assert sol.status == Status.INFEASIBLE, (backend, search, sol.status, sol.objective, sol.message)
         assert sol.assignment is None
@@ -103,10 +104,10 @@ def check_against_brute(p: Problem, backend: str, search: str, complete: Any = N
     assert sol.verified
     x = sol.assignment
     assert x is not None and x.dtype == np.float64 and x.shape == (p.n_vars,)
-    assert p.evaluate(x).feasible
+    assert p.exact_check(x, sol.rational).feasible
     assert np.all((x[p.is_binary] == 0.0) | (x[p.is_binary] == 1.0))
-    assert sol.objective == pytest.approx(best, abs=1e-9), (backend, search)
-    assert sol.bound is not None and sol.bound <= sol.objective + 1e-9
+    assert sol.exact_objective == best, (backend, search)
+    assert sol.exact_bound == best
 
 
 # --------------------------------------------------------------------------- correctness
@@ -121,7 +122,7 @@ def test_random_binary_problems_match_brute_force(solver: str, search: str) -> N
     infeasible = 0
     for t in range(10):
         p = random_binary_problem(rng, integral=t % 2 == 0, max_mask=7)
-        infeasible += brute_force(p, exact=True)[0] is None
+        infeasible += brute_force(p)[0] is None
         check_against_brute(p, f"pysmt:{solver}", search)
     assert 0 < infeasible < 10  # both cases are covered
 
@@ -148,7 +149,7 @@ def test_strict_margins_match_brute_force(solver: str, search: str) -> None:
             relu_ub=p.relu_ub,
             objective=p.objective,
         )
-        changed += brute_force(p, exact=True)[0] != brute_force(loose, exact=True)[0]
+        changed += brute_force(p)[0] != brute_force(loose)[0]
         check_against_brute(p, f"pysmt:{solver}", search)
     assert changed > 0  # the margins matter in some of these problems
 
@@ -191,19 +192,19 @@ def test_int_encoding_matches_brute_force(solver: str) -> None:
     rng = np.random.default_rng(31)
     for t in range(6):
         p = random_binary_problem(rng, integral=t % 2 == 0, max_mask=7)
-        best, _ = brute_force(p, exact=True)
-        sol = smug.solve(p, f"pysmt:{solver}", encoding="int")
+        best, _ = brute_force(p)
+        sol = smug.solve(p, f"pysmt:{solver}", encoding="int", presolve=False, greedy=False)
         assert sol.stats["encoding"] == "int"
         if best is None:
             assert sol.status == Status.INFEASIBLE
         else:
             assert sol.status == Status.OPTIMAL and sol.verified
-            assert sol.objective == pytest.approx(best, abs=1e-9)
+            assert sol.exact_objective == best
     for _ in range(3):
         p, complete = relu_problem(rng)
-        best, _ = brute_force(p, complete)
+        best, _ = brute_force(p)
         sol = smug.solve(p, f"pysmt:{solver}", encoding="int", search="linear")
-        assert (best is None and sol.status == Status.INFEASIBLE) or sol.objective == pytest.approx(best, abs=1e-9)
+        assert (best is None and sol.status == Status.INFEASIBLE) or sol.exact_objective == best
 
 
 @pytest.mark.parametrize("solver", INSTALLED)
@@ -220,7 +221,7 @@ def test_fixed_binaries_and_stable_relus(solver: str) -> None:
     p = b.build()
     sol = smug.solve(p, f"pysmt:{solver}")
     assert sol.status == Status.OPTIMAL and sol.verified
-    assert sol.objective == pytest.approx(0.5)  # two masks on (the bound x0 <= -1 forbids three), y1 = 2.5
+    assert sol.exact_objective == Fraction(1, 2)  # two masks on (the bound x0 <= -1 forbids three), y1 = 2.5
     assert sol.mask.sum() == 2 and sol.assignment[6] == 2.5 and sol.assignment[5] == 0.0
 
     def with_mask_bounds(lb: list[float], ub: list[float]) -> Problem:
@@ -274,47 +275,46 @@ def test_session_checks_and_model(solver: str) -> None:
     try:
         assert s.check(None, None) == "sat"
         v = s.model()
-        assert v.dtype == np.float64 and v.shape == (4,) and p.evaluate(v).feasible
-        assert s.check(1.5, 10.0) == "sat"  # m1 or m2 alone: objective 1.5
-        assert p.objective_value(s.model()) <= 1.5
-        assert s.check(1.5, 10.0, strict=True) == "unsat"
-        assert s.check(1.4, None) == "unsat"
-        assert s.check(1.625, None, strict=True) == "sat"  # the bound scope was popped
+        assert v.dtype == np.float64 and v.shape == (4,) and p.exact_check(v, s.exact_model()).feasible
+        assert s.check(Fraction(3, 2), 10.0) == "sat"  # m1 or m2 alone: objective 1.5
+        assert p.exact_objective(s.model(), s.exact_model()) <= Fraction(3, 2)
+        assert s.check(Fraction(3, 2), 10.0, strict=True) == "unsat"
+        assert s.check(Fraction(7, 5), None) == "unsat"
+        assert s.check(Fraction(13, 8), None, strict=True) == "sat"  # the bound scope was popped
         assert s.check(None, 0.0) == "unknown"  # no time left: never "unsat"
         with pytest.raises(RuntimeError):
             s.model()
     finally:
         s.close()
-    assert s.build_stats["assertions"] > 0
+    assert s.stats["assertions"] > 0
 
 
 @pytest.mark.parametrize("solver", INSTALLED)
-def test_strict_check_excludes_the_incumbent_despite_float_rounding(solver: str) -> None:
-    # "objective < f(incumbent)" with f the float objective: when f rounds the exact objective up, the
-    # incumbent itself satisfies the query; the session must still answer with a strictly better model
+def test_strict_checks_are_exact_where_the_float_objective_rounds(solver: str) -> None:
+    # "objective < v" with v the incumbent's exact objective: the incumbent never satisfies it, and each
+    # model found is strictly better in exact arithmetic (float objectives may round and tie)
     rng = np.random.default_rng(2024)
-    rounded_up = 0
+    rounded = 0
     for _ in range(12):
         p = random_binary_problem(rng, integral=False, max_mask=7)
-        best, _ = brute_force(p, exact=True)
+        best, _ = brute_force(p)
         if best is None:
             continue
         s = PySMTSession(solver, p, SolveParams())
         try:
             assert s.check(None, None) == "sat"
-            x = s.model()
+            q = p.exact_objective(s.model())
             while True:
-                f = p.objective_value(x)
-                exact = sum(Fraction(c) * Fraction(v) for c, v in zip(p.objective.tolist(), x.tolist()))
-                rounded_up += exact + Fraction(p.objective_constant) < Fraction(f)
-                if s.check(f, None, strict=True) == "unsat":
+                rounded += Fraction(float(q)) != q
+                if s.check(q, None, strict=True) == "unsat":
                     break
-                x = s.model()
-                assert p.objective_value(x) < f
+                q2 = p.exact_objective(s.model())
+                assert q2 < q
+                q = q2
         finally:
             s.close()
-        assert p.objective_value(x) == pytest.approx(best, abs=1e-12)
-    assert rounded_up > 0  # the case this test is about did occur
+        assert q == best
+    assert rounded > 0  # objectives that no float holds exactly did occur
 
 
 @pytest.mark.parametrize("solver", INSTALLED)
@@ -327,7 +327,7 @@ def test_session_timeout_answers_unknown(solver: str) -> None:
         elapsed = time.perf_counter() - t0
         assert s.check(None, 0.0) == "unknown"  # no time left at all
         if solver == "yices":  # our own interrupt (yices_stop_search): the context must still work afterwards
-            assert s.check(-1.0, 30.0) == "unsat"
+            assert s.check(Fraction(-1), 30.0) == "unsat"
     finally:
         s.close()
     assert res == "unknown", res  # a time out is never "unsat"
@@ -424,17 +424,17 @@ def test_unknown_solver_and_options_are_rejected() -> None:
 @pytest.mark.parametrize("solver", INSTALLED)
 def test_parameters(solver: str, capsys: pytest.CaptureFixture[str]) -> None:
     p = random_binary_problem(np.random.default_rng(5), integral=True)
-    best, _ = brute_force(p, exact=True)
+    best, _ = brute_force(p)
     name = f"pysmt:{solver}"
     for seed in (0, 7, 2**32 - 1):
         sol = smug.solve(p, name, seed=seed)
-        assert (best is None and sol.status == Status.INFEASIBLE) or sol.objective == pytest.approx(best)
+        assert (best is None and sol.status == Status.INFEASIBLE) or sol.exact_objective == best
     with pytest.raises(UnsupportedParameterError):
         smug.solve(p, name, seed=2**32)
     with pytest.raises(UnsupportedParameterError):
         smug.solve(p, name, threads=2)
-    sol = smug.solve(p, name, verbose=True)
-    assert (best is None and sol.status == Status.INFEASIBLE) or sol.objective == pytest.approx(best)
+    sol = smug.solve(p, name, verbose=True, presolve=False, greedy=False)
+    assert (best is None and sol.status == Status.INFEASIBLE) or sol.exact_objective == best
     assert f"[{name}] check" in capsys.readouterr().err
 
 
@@ -466,7 +466,7 @@ def test_time_limit_ends_on_time_and_never_claims_infeasible(solver: str) -> Non
     assert elapsed < 4.0, elapsed
     assert sol.status in (Status.FEASIBLE, Status.TIMEOUT), (sol.status, sol.message)
     if sol.status == Status.FEASIBLE:
-        assert sol.verified and p.evaluate(sol.assignment).feasible
+        assert sol.verified and p.exact_check(sol.assignment).feasible
 
 
 @pytest.mark.parametrize("solver", INSTALLED)
@@ -476,7 +476,7 @@ def test_time_limit_in_process(solver: str) -> None:
     found: list[float] = []
     be = smug.get_backend(f"pysmt:{solver}")
     t0 = time.perf_counter()
-    sol = be.solve(p, SolveParams(time_limit=1.0), lambda inc: found.append(inc.objective))
+    sol = minimize(be, p, SolveParams(time_limit=1.0), lambda inc: found.append(inc.objective))
     assert time.perf_counter() - t0 < (8.0 if solver == "cvc5" else 3.0)
     assert sol.status in (Status.FEASIBLE, Status.TIMEOUT), (sol.status, sol.message)
     if sol.status == Status.FEASIBLE:

@@ -21,7 +21,9 @@ from smug.testing.generators import random_binary_problem
 
 z3 = pytest.importorskip("z3")
 
-from smug.backends.z3 import ENCODINGS, Z3Backend, Z3OriginalBackend, presolve  # noqa: E402
+from smug.backends.z3 import ENCODINGS, Interrupt, Z3Backend  # noqa: E402
+from smug.backends.z3_original import Z3OriginalBackend  # noqa: E402
+from smug.reductions.presolve import presolve  # noqa: E402
 
 #: every configuration under test: (backend name, options); every encoding with the defaults (presolve, cuts,
 #: greedy start), the reductions switched off for two of them, and the original encoding
@@ -93,8 +95,8 @@ def hard_problem(seed: int = 0, n: int = 400, rows: int = 60) -> Problem:
 
 
 def check_against_brute(p: Problem, backend: str, opts: dict, complete: object = None) -> None:
-    """Solve and compare with brute force (exact arithmetic when there are no real variables)."""
-    best, _ = brute_force(p, complete, exact=complete is None)  # type: ignore[arg-type]
+    """Solve and compare with the exact oracle: the same optimum exactly, an exactly feasible solution."""
+    best, _ = brute_force(p)
     sol = smug.solve(p, backend, **opts)
     if best is None:
         assert sol.status == Status.INFEASIBLE, (backend, opts, sol.status, sol.objective, sol.message)
@@ -102,8 +104,8 @@ def check_against_brute(p: Problem, backend: str, opts: dict, complete: object =
     else:
         assert sol.status == Status.OPTIMAL, (backend, opts, sol.status, sol.message)
         assert sol.verified
-        assert p.evaluate(sol.assignment).feasible
-        assert sol.objective == pytest.approx(best, abs=1e-9), (backend, opts)
+        assert p.exact_check(sol.assignment, sol.rational).feasible
+        assert sol.exact_objective == best, (backend, opts)
         x = sol.assignment
         bins = p.is_binary
         assert np.all((x[bins] == 0.0) | (x[bins] == 1.0))
@@ -116,7 +118,7 @@ def test_random_binary_problems_match_brute_force(backend: str, opts: dict) -> N
     n_infeasible = 0
     for t in range(14):
         p = random_binary_problem(rng, integral=t % 2 == 0)
-        n_infeasible += brute_force(p, exact=True)[0] is None
+        n_infeasible += brute_force(p)[0] is None
         check_against_brute(p, backend, opts)
     assert 0 < n_infeasible < 14  # the generator covers both cases
 
@@ -144,7 +146,7 @@ def test_strict_margin_decides_feasibility(backend: str, opts: dict) -> None:
         b.add_rows([[0.375, 1.25, 0.5]], ">=", [2.125], strict=[True], margin=[margin])
         b.set_objective(m, 1.0)
         p = b.build()
-        assert brute_force(p, exact=True)[0] is None
+        assert brute_force(p)[0] is None
         sol = smug.solve(p, backend, **opts)
         assert sol.status == Status.INFEASIBLE, (margin, sol.status, sol.message)
     # <= rows: 0.1 + 0.2 as floats is not 0.3; the exact rational sum decides
@@ -181,7 +183,7 @@ def test_pseudo_boolean_overflow_region(backend: str, opts: dict) -> None:
         b.add_rows([[a, b_, 0.0]], ">=", [rhs])
         b.set_objective(m, [1.0, 1.0, 5.0])
         p = b.build()
-        assert brute_force(p, exact=True)[0] == expected
+        assert brute_force(p)[0] == expected
         sol = smug.solve(p, backend, **opts)
         assert sol.status == Status.OPTIMAL and sol.objective == expected, (rhs, sol.status, sol.objective)
 
@@ -202,7 +204,7 @@ def test_real_smug_problem(backend: str, opts: dict, digits_problem: tuple[Probl
     """PB overflow once made z3 call this problem infeasible."""
     p, best = digits_problem
     sol = smug.solve(p, backend, **opts)
-    assert sol.status == Status.OPTIMAL and sol.objective == best
+    assert sol.status == Status.OPTIMAL and sol.exact_objective == best
 
 
 # --------------------------------------------------------------------------- presolve
@@ -231,7 +233,7 @@ def test_presolve_never_changes_the_optimum(seed: int, integral: bool) -> None:
             relu_ub=p.relu_ub,
             objective=np.abs(p.objective) + 0.5,
         )
-    best, _ = brute_force(p, exact=True)
+    best, _ = brute_force(p)
     ps = presolve(p)
     # the reduced problem (fixings as bounds, dropped rows removed) has the same optimum
     fixed = ps.fixed >= 0
@@ -255,15 +257,15 @@ def test_presolve_never_changes_the_optimum(seed: int, integral: bool) -> None:
         objective=p.objective,
         objective_constant=p.objective_constant,
     )
-    best_q, winners = brute_force(q, exact=True)
+    best_q, winners = brute_force(q)
     assert (best is None) == (best_q is None)
     if best is not None:
-        assert best_q == pytest.approx(best, abs=1e-12)
-        assert all(p.evaluate(w, tol=0.0, exact=True).feasible for w in winners)  # dropped rows were redundant
+        assert best_q == best
+        assert all(p.exact_check(w).feasible for w in winners)  # dropped rows were redundant
         for enc in ("pb", "bound"):
             on = smug.solve(p, "z3", encoding=enc, presolve=True)
             off = smug.solve(p, "z3", encoding=enc, presolve=False)
-            assert on.objective == pytest.approx(off.objective, abs=1e-9) == pytest.approx(best, abs=1e-9)
+            assert on.exact_objective == off.exact_objective == best
 
 
 def test_presolve_reduces_smug_like_problems() -> None:
@@ -278,7 +280,8 @@ def test_presolve_reduces_smug_like_problems() -> None:
     assert ps.fixed[2] == 1 and ps.fixed[3] == 1  # forced by the rows
     sol = smug.solve(p, "z3")
     assert sol.objective == 2.0 and sol.mask.tolist() == [0, 0, 1, 1]
-    assert sol.stats["presolve_fixed_empty"] == 1
+    assert sol.stats["reductions"]["presolve"]["fixed_empty"] == 1
+    assert sol.stats["decided_by"] == "presolve"  # every variable fixed: no solver needed
 
 
 # --------------------------------------------------------------------------- options and parameters
@@ -289,8 +292,8 @@ def test_unknown_encoding_names_the_choices() -> None:
         assert repr(e) in str(exc.value)
     with pytest.raises(ValidationError):
         Z3Backend(encoding="maxsatt")
-    with pytest.raises(ValidationError, match="presolve"):
-        Z3Backend(presolve="yes")
+    with pytest.raises(ValidationError, match="smug.solve's own keywords"):
+        Z3Backend(presolve=True)
     with pytest.raises(ValidationError, match="unknown z3 backend option"):
         Z3Backend(encodings="pb")
 
@@ -313,10 +316,10 @@ def test_version_and_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_seeds_give_optimal_answers() -> None:
     p = random_binary_problem(np.random.default_rng(3), integral=True)
-    best, _ = brute_force(p, exact=True)
+    best, _ = brute_force(p)
     for seed in (0, 1, 12345):
         sol = smug.solve(p, "z3", seed=seed)
-        assert (best is None and sol.status == Status.INFEASIBLE) or sol.objective == pytest.approx(best)
+        assert (best is None and sol.status == Status.INFEASIBLE) or sol.exact_objective == best
 
 
 # --------------------------------------------------------------------------- time limits
@@ -333,15 +336,13 @@ def test_time_limit_is_honoured(backend: str, opts: dict) -> None:
     assert elapsed < 1.0 + grace_seconds(1.0) + 3.0, elapsed
     assert sol.status in (Status.OPTIMAL, Status.FEASIBLE, Status.TIMEOUT), (sol.status, sol.message)
     if sol.status == Status.FEASIBLE:
-        assert sol.verified and p.evaluate(sol.assignment).feasible
+        assert sol.verified and p.exact_check(sol.assignment).feasible
 
 
 def test_a_cancelled_check_answers_unknown_not_an_exception():
     # seen in CI: z3 raised Z3Exception('canceled') from Optimize.check when interrupted at the limit,
     # which smug.solve turned into status "error"
     import z3
-
-    from smug.backends.z3 import _Interrupt
 
     class Cancelled:
         def check(self):
@@ -352,6 +353,6 @@ def test_a_cancelled_check_answers_unknown_not_an_exception():
             raise z3.Z3Exception(b"invalid argument")
 
     ctx = z3.Context()
-    assert _Interrupt(ctx, None).check(z3, Cancelled()) == z3.unknown
+    assert Interrupt(ctx, None).check(z3, Cancelled()) == z3.unknown
     with pytest.raises(z3.Z3Exception, match="invalid argument"):
-        _Interrupt(ctx, None).check(z3, Broken())
+        Interrupt(ctx, None).check(z3, Broken())

@@ -320,7 +320,7 @@ def test_outside_solvers_reading_the_exports_reach_the_brute_force_optimum(p):
 @given(relu_problems(max_vars=6))
 def test_exports_with_relus_reach_the_brute_force_optimum(case):
     p = case.problem
-    opt, _ = brute_force(p, case.complete)
+    opt, _ = brute_force(p)
     z = _z3_optimum(p.to_smtlib2())
     m = _mps_optimum(p.to_mps())
     if opt is None:

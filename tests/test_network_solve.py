@@ -106,7 +106,7 @@ def test_ir_brute_force_agrees_with_torch_brute_force() -> None:
     pred = int(np.argmax(low.forward(x)))
     ids = feature_groups(x.shape, window=1)
     enc = encode_network(low, x, pred, ids=ids, threshold=1e-6)
-    best, _ = brute_force(enc.problem, complete=lambda b: enc.complete(b[: enc.problem.n_mask]))
+    best, _ = brute_force(enc.problem)
     assert best == _brute_baseline(model, x, pred, 1e-6)
 
 
@@ -242,7 +242,7 @@ def test_explanation_to_dict_and_save(tmp_path: object) -> None:
 
 
 def test_every_relu_backend_solves_the_encoding() -> None:
-    """Every installed backend that declares ReLU support finds the brute-force optimum; the others refuse."""
+    """Every installed backend that takes real variables finds the brute-force optimum; the others refuse."""
     from smug.errors import UnsupportedProblemError
     from smug.solving.registry import backend_names
 
@@ -254,7 +254,7 @@ def test_every_relu_backend_solves_the_encoding() -> None:
         be = get_backend(name)
         if not be.available():
             continue
-        if not be.capabilities.relu:
+        if not be.capabilities.real_vars:
             with pytest.raises(UnsupportedProblemError):
                 smug.solve(p, name, time_limit=10)
             continue

@@ -1,8 +1,11 @@
-"""smug.solve without any real solver: the shared search, the hard time limit, enumeration, the registry."""
+"""smug.solve without any real solver: the exact shared search, certification of sloppy answers, the hard time
+limit, enumeration, the registry."""
 
 from __future__ import annotations
 
 import time
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +28,9 @@ from smug.testing import assert_matches_brute_force, brute_force, covering_probl
 from smug.testing.reference import EnumerationBackend
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: the search alone: no presolve, cuts or greedy start in front of it
+BARE = dict(presolve=False, cuts=False, greedy=False)
+REGRESSIONS = Path(__file__).resolve().parents[1].parent / "shared" / "regressions"
 
 
 def knapsack(n: int = 8, seed: int = 0):
@@ -41,15 +47,45 @@ def knapsack(n: int = 8, seed: int = 0):
 @FAST
 @given(covering_problems(max_vars=7, max_rows=3, objective="area"), st.sampled_from(["binary", "linear"]))
 def test_search_finds_the_brute_force_optimum_integral(p, strategy):
-    sol = smug.solve(p, EnumerationBackend(search=strategy))
+    sol = smug.solve(p, EnumerationBackend(search=strategy), **BARE)
     assert_matches_brute_force(p, sol)
 
 
 @FAST
 @given(covering_problems(max_vars=7, max_rows=3, objective="real"), st.sampled_from(["binary", "linear"]))
 def test_search_finds_the_brute_force_optimum_real_objective(p, strategy):
-    sol = smug.solve(p, EnumerationBackend(search=strategy))
+    sol = smug.solve(p, EnumerationBackend(search=strategy), **BARE)
     assert_matches_brute_force(p, sol)
+
+
+@pytest.mark.parametrize("strategy", ["linear", "binary"])
+def test_the_search_never_claims_optimal_without_an_unsat_answer(strategy):
+    """Regression: the old search called 16.426 optimal here (brute force: 12.148) after a check below the
+    float under the incumbent returned the incumbent itself."""
+    p = smug.Problem.from_json(str(REGRESSIONS / "search_linear_claims_optimal.json"))
+    opt, _ = brute_force(p)
+    assert opt == Fraction(27355602983634695, 2251799813685248)
+    sol = smug.solve(p, EnumerationBackend(search=strategy), **BARE)
+    assert sol.status == Status.OPTIMAL and sol.exact_objective == opt
+
+
+def test_a_session_whose_model_misses_the_bound_stops_the_search_unproven():
+    """A (buggy) solver answering "sat" with a model above the bound it was asked for proves nothing."""
+
+    class OffByOne(EnumerationBackend):
+        def open_session(self, problem, params):
+            s = super().open_session(problem, params)
+            inner = s.check
+
+            def check(bound, timeout, strict=False):
+                res = inner(None, timeout, strict)  # ignores the bound: returns the first feasible model
+                return res
+
+            s.check = check
+            return s
+
+    sol = smug.solve(knapsack(), OffByOne(), **BARE)
+    assert sol.status == Status.FEASIBLE and "above the bound" in sol.message and sol.verified
 
 
 def test_binary_search_needs_fewer_checks_than_linear_on_a_loose_start():
@@ -65,7 +101,7 @@ def test_binary_search_needs_fewer_checks_than_linear_on_a_loose_start():
         def open_session(self, problem, params):
             s = super().open_session(problem, params)
             masks = ((np.arange(2**10)[:, None] >> np.arange(10)) & 1).astype(float)
-            feasible = [x for x in masks if problem.evaluate(x).feasible]
+            feasible = [x for x in masks if problem.exact_check(x).feasible]
 
             def check(bound, timeout, strict=False):
                 ok = [x for x in feasible if bound is None or x.sum() <= bound]
@@ -77,15 +113,15 @@ def test_binary_search_needs_fewer_checks_than_linear_on_a_loose_start():
             s.check = check
             return s
 
-    lin = smug.solve(p, Worst(search="linear"))
-    bis = smug.solve(p, Worst(search="binary"))
+    lin = smug.solve(p, Worst(search="linear"), **BARE)
+    bis = smug.solve(p, Worst(search="binary"), **BARE)
     assert lin.objective == bis.objective == 1.0
     assert bis.stats["checks"] < lin.stats["checks"]
 
 
 def test_unknown_search_strategy_is_named():
     with pytest.raises(ValidationError, match="unknown search strategy 'ternary'"):
-        smug.solve(knapsack(), EnumerationBackend(search="ternary"))
+        EnumerationBackend(search="ternary")
 
 
 def test_infeasible_is_reported_as_infeasible():
@@ -102,7 +138,7 @@ def test_slow_checks_keep_the_incumbent_and_report_the_bound():
     # first check fast (finds a solution), every later one slower than the limit
     p = knapsack()
     t0 = time.perf_counter()
-    sol = smug.solve(p, EnumerationBackend(delay=[0.0, 5.0]), time_limit=1.0)
+    sol = smug.solve(p, EnumerationBackend(delay=[0.0, 5.0]), time_limit=1.0, **BARE)
     wall = time.perf_counter() - t0
     assert wall < 1.0 + grace_seconds(1.0) + 1.0
     assert sol.status == Status.FEASIBLE
@@ -113,18 +149,18 @@ def test_slow_checks_keep_the_incumbent_and_report_the_bound():
 def test_a_solver_that_overruns_its_own_limit_is_stopped_and_its_best_kept():
     p = knapsack()
     t0 = time.perf_counter()
-    sol = smug.solve(p, EnumerationBackend(delay=[0.0, 30.0], ignore_timeout=True), time_limit=1.0)
+    sol = smug.solve(p, EnumerationBackend(delay=[0.0, 30.0], ignore_timeout=True), time_limit=1.0, **BARE)
     wall = time.perf_counter() - t0
     assert wall < 1.0 + grace_seconds(1.0) + 1.5, wall
     assert sol.status == Status.FEASIBLE and sol.stats.get("killed")
     assert sol.verified
-    assert sol.objective == p.objective_value(sol.assignment)
+    assert sol.exact_objective == p.exact_objective(sol.assignment)
 
 
 def test_a_solver_that_hangs_before_any_solution_times_out_not_infeasible():
     p = knapsack()
     t0 = time.perf_counter()
-    sol = smug.solve(p, EnumerationBackend(delay=30.0, ignore_timeout=True), time_limit=0.5)
+    sol = smug.solve(p, EnumerationBackend(delay=30.0, ignore_timeout=True), time_limit=0.5, **BARE)
     assert time.perf_counter() - t0 < 0.5 + grace_seconds(0.5) + 1.5
     assert sol.status == Status.TIMEOUT and sol.assignment is None
     assert "hard time limit" in sol.message
@@ -137,7 +173,7 @@ class _Crashing(EnumerationBackend):
 
 @pytest.mark.parametrize("isolate", [False, True])
 def test_a_crash_inside_a_solver_is_an_error_status_with_the_reason(isolate):
-    sol = smug.solve(knapsack(), _Crashing(), isolate=isolate)
+    sol = smug.solve(knapsack(), _Crashing(), isolate=isolate, **BARE)
     assert sol.status == Status.ERROR and "solver exploded" in sol.message
 
 
@@ -148,21 +184,82 @@ class _Liar(Backend):
     def version(self):
         return "1"
 
-    def solve(self, problem, params, report):
+    def solve(self, problem, params, report, hint=None):
         return Solution(Status.OPTIMAL, assignment=np.zeros(problem.n_vars), objective=0.0)
 
 
-def test_a_wrong_answer_is_caught_by_the_independent_check():
-    sol = smug.solve(knapsack(), _Liar())
+def test_a_wrong_answer_is_caught_by_the_exact_check():
+    sol = smug.solve(knapsack(), _Liar(), **BARE)
     assert sol.status == Status.ERROR and sol.verified is False
-    assert "fails the independent check" in sol.message
+    assert "fails the exact check" in sol.message
+
+
+def strict_cover(margin: float = 1e-3) -> smug.Problem:
+    """Binding strict rows: ``x0 + x1 > 1`` (both needed), ``x2 + x3 >= 1``, ``x3 + x4 < 2`` (not both); the
+    optimum is {0, 1, 2} at cost 4."""
+    b = ProblemBuilder()
+    m = b.add_mask(5)
+    b.add_rows([[1.0, 1.0, 0.0, 0.0, 0.0]], ">=", [1.0], strict=[True], margin=[margin])
+    b.add_rows([[0.0, 0.0, 1.0, 1.0, 0.0]], ">=", [1.0])
+    b.add_rows([[0.0, 0.0, 0.0, 1.0, 1.0]], "<=", [2.0], strict=[True], margin=[margin])
+    b.set_objective(m, [1.0, 1.0, 2.0, 3.0, 1.0])
+    return b.build()
+
+
+class _Sloppy(Backend):
+    """A tolerance-based backend that gets things wrong the way float solvers can (declared inexact).
+
+    ``mode="margin"``: returns a point violating a strict row by exactly its margin, claiming optimal;
+    ``mode="early"``: claims a feasible but non-optimal point optimal (one step early)."""
+
+    family = "sloppy"
+    capabilities = Capabilities(
+        optimize=True, relu=False, real_vars=True, exact=False, tolerance=1e-3, deterministic=True
+    )
+
+    def version(self):
+        return "1"
+
+    def solve(self, problem, params, report, hint=None):
+        x = np.zeros(problem.n_vars)
+        if self.options.get("mode") == "margin":
+            x[:5] = [1, 0, 1, 0, 0]  # x0 + x1 = 1: "> 1" fails by exactly its margin; cost 3, below the optimum
+        else:
+            x[:5] = [1, 1, 0, 1, 0]  # feasible, cost 5 (the optimum is 4)
+        return Solution(Status.OPTIMAL, assignment=x, objective=problem.objective_value(x), float_bound=3.0)
+
+
+@pytest.mark.parametrize("mode", ["margin", "early"])
+def test_a_sloppy_backends_claims_are_certified_not_believed(mode):
+    p = strict_cover()
+    opt, _ = brute_force(p)
+    assert opt == 4
+    sol = smug.solve(p, _Sloppy(mode=mode), **BARE)
+    # the certification (an exact backend on the question "anything better?") finds and proves the optimum
+    assert sol.status == Status.OPTIMAL and sol.exact_objective == opt and sol.verified
+    assert sol.stats["certification"]["rejected"] is (mode == "margin")
+    assert sol.float_bound == 3.0 and sol.bound == 4.0  # the solver's own claim, kept apart from the proven bound
+    lazy = smug.solve(p, _Sloppy(mode=mode), certify=False, **BARE)
+    assert lazy.status != Status.OPTIMAL  # without certification the claim stays a claim
+    if mode == "margin":
+        assert lazy.assignment is None  # a point that only holds within a tolerance is never returned
+    else:
+        assert lazy.status == Status.FEASIBLE and lazy.verified and lazy.exact_objective == 5
+
+
+def test_an_exact_backend_that_violates_a_margin_is_an_error():
+    class Lying(_Sloppy):
+        capabilities = Capabilities(optimize=True, relu=False, real_vars=True, exact=True, deterministic=True)
+
+    sol = smug.solve(strict_cover(), Lying(mode="margin"), **BARE)
+    assert sol.status == Status.ERROR and sol.verified is False and "fails the exact check" in sol.message
 
 
 def test_child_process_preserves_optimal_answers():
     p = knapsack()
-    a = smug.solve(p, EnumerationBackend(), isolate=False)
-    b = smug.solve(p, EnumerationBackend(), isolate=True, time_limit=30)
-    assert a.status == b.status == Status.OPTIMAL and a.objective == b.objective
+    a = smug.solve(p, EnumerationBackend(), isolate=False, **BARE)
+    b = smug.solve(p, EnumerationBackend(), isolate=True, time_limit=30, **BARE)
+    assert a.status == b.status == Status.OPTIMAL and a.exact_objective == b.exact_objective
 
 
 # ---------------------------------------------------------------- enumeration
@@ -209,6 +306,17 @@ def test_a_problem_a_backend_cannot_take_is_an_error():
     b.add_relu(y, x, [-1.0], [1.0])
     with pytest.raises(UnsupportedProblemError, match="ReLU"):
         smug.solve(b.build(), EnumerationBackend())
+
+
+def test_a_backend_without_its_own_time_limit_must_be_isolated():
+    class NoLimit(EnumerationBackend):
+        capabilities = Capabilities(
+            optimize=False, relu=False, real_vars=False, native_time_limit=False, deterministic=True
+        )
+
+    with pytest.raises(UnsupportedParameterError, match="isolate"):
+        smug.solve(knapsack(), NoLimit(), time_limit=1.0, isolate=False)
+    assert smug.solve(knapsack(), NoLimit(), time_limit=5.0).status == Status.OPTIMAL
 
 
 def test_unknown_backend_name_suggests_close_matches():
@@ -264,13 +372,13 @@ def test_incumbent_reporting_in_process_keeps_the_best():
     seen = []
 
     class Reporting(_Liar):
-        def solve(self, problem, params, report):
+        def solve(self, problem, params, report, hint=None):
             x = np.ones(problem.n_vars)
-            report(Incumbent(x, problem.objective_value(x)))
+            report(Incumbent(x, problem.objective_value(x), exact_objective=problem.exact_objective(x)))
             seen.append(1)
             raise RuntimeError("after one incumbent")
 
-    sol = smug.solve(knapsack(), Reporting())
+    sol = smug.solve(knapsack(), Reporting(), **BARE)
     assert seen and sol.status == Status.ERROR and sol.assignment is not None and sol.verified
 
 

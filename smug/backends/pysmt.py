@@ -6,10 +6,8 @@ loads the problem's constraints once into an incremental solver, and the shared
 search of :mod:`smug.solving.search` asks bounded questions ``objective <= k`` (or
 ``< k``), each inside a ``push``/``pop`` scope (z3: under a fresh activation
 literal instead, because z3's first ``push`` can run for minutes without
-honouring its timeout).  Bounds are exact rationals; a strict bound equal to
-the float objective of a model found earlier is tightened to that model's
-exact objective, so the search's ``objective < incumbent`` really excludes
-the incumbent (see :meth:`PySMTSession._exact_bound`).
+honouring its timeout).  Bounds are the exact rationals the search passes;
+models are read back with exact rationals for real variables.
 
 Encoding (default ``encoding="bool"``, logic ``QF_LRA``):
 
@@ -73,7 +71,7 @@ import numpy as np
 
 from ..errors import BackendNotInstalledError, UnsupportedParameterError, ValidationError
 from ..ir import EQ, GE, LE, Problem
-from ..solving.contract import Capabilities, Reporter, SatBackend, SatSession, Solution, SolveParams
+from ..solving.contract import Capabilities, SatBackend, SatSession, SolveParams
 
 __all__ = ["PySMTBackend", "PySMTSession", "ensure_yices_findable", "installed_solvers", "SOLVERS", "ENCODINGS"]
 
@@ -271,6 +269,7 @@ class PySMTBackend(SatBackend):
         optimize=False,
         relu=True,
         real_vars=True,
+        exact=True,
         incremental=True,
         native_time_limit=True,
         seed=True,
@@ -325,16 +324,7 @@ class PySMTBackend(SatBackend):
 
     def open_session(self, problem: Problem, params: SolveParams) -> PySMTSession:
         """Load ``problem``'s constraints into a fresh incremental PySMT solver."""
-        session = PySMTSession(self.solver, problem, params, encoding=self.encoding, label=self.name)
-        self._build_stats = dict(session.build_stats)
-        return session
-
-    def solve(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
-        """Minimise with the shared search (:func:`~smug.solving.search.minimize`); adds build times to stats."""
-        self._build_stats: dict[str, Any] = {}
-        sol = super().solve(problem, params, report)
-        sol.stats.update({"solver": self.solver, "encoding": self.encoding, **self._build_stats})
-        return sol
+        return PySMTSession(self.solver, problem, params, encoding=self.encoding, label=self.name)
 
 
 class PySMTSession(SatSession):
@@ -343,7 +333,7 @@ class PySMTSession(SatSession):
     Each :meth:`check` pushes a scope (z3: adds an activation literal), asserts
     the objective bound (exact rationals), solves with the per-check time limit,
     reads the model and pops (z3: retires the literal).
-    ``build_stats`` holds the seconds spent creating PySMT formulas
+    ``stats`` holds the seconds spent creating PySMT formulas
     (``formula_s``) and handing them to the solver (``assert_s``).
     """
 
@@ -366,7 +356,7 @@ class PySMTSession(SatSession):
         self.problem = problem
         self.verbose = params.verbose
         self.encoding = encoding
-        self._model: np.ndarray | None = None
+        self._model: tuple[np.ndarray, list[Fraction]] | None = None
         self._z3_verbose = False
         self.solver: Any = None
         # A private PySMT environment per session: its formulas are freed with the
@@ -441,7 +431,13 @@ class PySMTSession(SatSession):
         for f in formulas:
             self.solver.add_assertion(f)
         t2 = time.perf_counter()
-        self.build_stats = {"formula_s": t1 - t0, "assert_s": t2 - t1, "assertions": len(formulas)}
+        self.stats = {
+            "solver": solver,
+            "encoding": self.encoding,
+            "formula_s": t1 - t0,
+            "assert_s": t2 - t1,
+            "assertions": len(formulas),
+        }
         self._log(f"built {len(formulas)} assertions in {t1 - t0:.3f} s + loaded in {t2 - t1:.3f} s")
 
     # ------------------------------------------------------------- encoding
@@ -549,8 +545,6 @@ class PySMTSession(SatSession):
         c = problem.objective
         nz = np.flatnonzero(c)
         self.objective_term = linear(nz.tolist(), c[nz].tolist())
-        self._objective_coefs = {j: Fraction(v) for j, v in zip(nz.tolist(), c[nz].tolist())}
-        self._exact_objective: dict[float, Fraction] = {}
         self.objective_constant = Fraction(float(problem.objective_constant))
         return formulas
 
@@ -559,12 +553,12 @@ class PySMTSession(SatSession):
         if self.verbose:
             print(f"[{self.label}] {msg}", file=sys.stderr, flush=True)
 
-    def check(self, bound: float | None, timeout: float | None, strict: bool = False) -> str:
+    def check(self, bound: Fraction | None, timeout: float | None, strict: bool = False) -> str:
         """Decide ``objective <= bound`` (``< bound`` when ``strict``) within ``timeout`` seconds."""
         with self._active():
             return self._check(bound, timeout, strict)
 
-    def _check(self, bound: float | None, timeout: float | None, strict: bool) -> str:
+    def _check(self, bound: Fraction | None, timeout: float | None, strict: bool) -> str:
         from pysmt.exceptions import SolverReturnedUnknownResultError
         from pysmt.typing import BOOL
 
@@ -574,7 +568,7 @@ class PySMTSession(SatSession):
         t0 = time.perf_counter()
         bound_formula = None
         if bound is not None:
-            rhs = self.mgr.Real(self._exact_bound(bound, strict) - self.objective_constant)
+            rhs = self.mgr.Real(Fraction(bound) - self.objective_constant)
             bound_formula = self.mgr.LT(self.objective_term, rhs) if strict else self.mgr.LE(self.objective_term, rhs)
         if self.solver_name == "z3":
             # z3's first push() can run for minutes without honouring its timeout option
@@ -607,7 +601,7 @@ class PySMTSession(SatSession):
                     self._model = self._read_model()
             finally:
                 self.solver.pop()
-        what = "any objective" if bound is None else f"objective {'<' if strict else '<='} {bound!r}"
+        what = "any objective" if bound is None else f"objective {'<' if strict else '<='} {bound}"
         self._log(f"check {what}: {res} in {time.perf_counter() - t0:.3f} s")
         return res
 
@@ -651,8 +645,8 @@ class PySMTSession(SatSession):
             return "unsat"
         return "unknown"  # STATUS_UNKNOWN or STATUS_INTERRUPTED (timeout)
 
-    def _read_model(self) -> np.ndarray:
-        """Read the model into a float vector and remember its exact objective (see :meth:`_exact_bound`)."""
+    def _read_model(self) -> tuple[np.ndarray, list[Fraction]]:
+        """The model as floats and as exact rationals, in the IR's variable order (binaries 0/1)."""
         p = self.problem
         x = np.zeros(p.n_vars, dtype=np.float64)
         is_bin = p.is_binary
@@ -670,36 +664,17 @@ class PySMTSession(SatSession):
                 q = Fraction(v.constant_value())
                 exact.append(q)
                 x[j] = float(q)
-        c = p.objective
-        value = sum((self._objective_coefs[j] * exact[j] for j in np.flatnonzero(c).tolist()), self.objective_constant)
-        key = p.objective_value(x)  # the float objective, computed exactly as the shared search does
-        known = self._exact_objective.get(key)
-        self._exact_objective[key] = value if known is None else min(known, value)
-        return x
-
-    def _exact_bound(self, bound: float, strict: bool) -> Fraction:
-        """The exact rational for the query ``objective < bound`` / ``<= bound``.
-
-        The shared search asks ``objective < f`` where ``f`` is the *float*
-        objective of its incumbent, which can round the exact objective up; the
-        solver may then return the incumbent itself, and the search would take
-        that as proof of optimality.  A strict bound that is the float objective
-        of a model found here is therefore tightened to that model's exact
-        objective when that is smaller: the query then excludes the incumbent,
-        as the search intends.
-        """
-        q = Fraction(float(bound))
-        if strict:
-            e = self._exact_objective.get(float(bound))
-            if e is not None and e < q:
-                return e
-        return q
+        return x, exact
 
     def model(self) -> np.ndarray:
         """The assignment of the last ``"sat"`` check, in the IR's variable order (binaries 0.0/1.0)."""
         if self._model is None:
             raise RuntimeError("no model: the last check did not answer 'sat'")
-        return self._model.copy()
+        return self._model[0].copy()
+
+    def exact_model(self) -> list[Fraction] | None:
+        """The exact values of the last model (real variables as the solver's rationals)."""
+        return None if self._model is None or not self.problem.n_real else list(self._model[1])
 
     def close(self) -> None:
         """Free the solver."""

@@ -334,7 +334,7 @@ class _Context:
         # backend
         be = get_backend(cfg.backend, **cfg.backend_options)
         require_installed(be)
-        if not be.capabilities.relu:
+        if not be.capabilities.real_vars:  # ReLUs need real variables (big-M lowers them for MILP)
             raise UnsupportedProblemError(
                 f"backend {cfg.backend!r} cannot take ReLU constraints, which the full-network encoding needs; "
                 "use a MILP backend such as 'ortools:scip' or an SMT backend such as 'z3'"

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -44,6 +45,10 @@ from ..errors import (
     UnknownVariableError,
     ValidationError,
 )
+from . import exact as _exact
+from . import export as _export
+from . import io as _io
+from .io import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -51,20 +56,20 @@ __all__ = [
     "EQ",
     "GE",
     "Problem",
-    "ProblemBuilder",
     "Evaluation",
+    "as_1d",
+    "check_finite",
+    "canonical_csr",
+    "sense_codes",
 ]
-
-#: Version of the JSON schema written by :meth:`Problem.to_json`.
-SCHEMA_VERSION = 1
 
 #: Sense codes of linear rows.
 LE, EQ, GE = -1, 0, 1
 _SENSE_FROM_STR = {"<=": LE, "==": EQ, "=": EQ, ">=": GE}
-_SENSE_TO_STR = {LE: "<=", EQ: "==", GE: ">="}
 
 
-def _as_1d(name: str, value: Any, length: int | None, dtype: Any = np.float64) -> np.ndarray:
+def as_1d(name: str, value: Any, length: int | None, dtype: Any = np.float64) -> np.ndarray:
+    """``value`` as a 1-D array of ``dtype`` (a scalar broadcast to ``length``); a :class:`ShapeError` names it."""
     arr = np.asarray(value, dtype=dtype)
     if arr.ndim == 0 and length is not None:
         arr = np.full(length, arr, dtype=dtype)
@@ -75,7 +80,8 @@ def _as_1d(name: str, value: Any, length: int | None, dtype: Any = np.float64) -
     return arr
 
 
-def _check_finite(name: str, arr: np.ndarray, labels: Sequence[str] | None = None) -> None:
+def check_finite(name: str, arr: np.ndarray, labels: Sequence[str] | None = None) -> None:
+    """Raise :class:`NonFiniteError` naming the first NaN or infinity in ``arr``."""
     bad = ~np.isfinite(arr)
     if bad.any():
         idx = int(np.flatnonzero(bad.ravel())[0])
@@ -86,7 +92,8 @@ def _check_finite(name: str, arr: np.ndarray, labels: Sequence[str] | None = Non
         )
 
 
-def _canonical_csr(name: str, mat: Any, shape: tuple[int, int] | None) -> sp.csr_matrix:
+def canonical_csr(name: str, mat: Any, shape: tuple[int, int] | None) -> sp.csr_matrix:
+    """A float64 CSR copy with summed duplicates, no explicit zeros and sorted indices; checked finite."""
     if sp.issparse(mat):
         m = sp.csr_matrix(mat, dtype=np.float64)
     else:
@@ -97,10 +104,51 @@ def _canonical_csr(name: str, mat: Any, shape: tuple[int, int] | None) -> sp.csr
     if shape is not None and m.shape != shape:
         raise ShapeError(f"{name} has shape {m.shape}, expected {shape}")
     m.sum_duplicates()
-    _check_finite(name, m.data)
+    check_finite(name, m.data)
     m.eliminate_zeros()
     m.sort_indices()
     return m
+
+
+def sense_codes(sense: Any, m: int) -> np.ndarray:
+    """Sense codes (``LE``, ``EQ``, ``GE``) from strings or codes, one per row (a scalar applies to all ``m``)."""
+    if sense is None:
+        sense = GE
+    if isinstance(sense, str):
+        sense = [sense] * m
+    arr = np.asarray(sense)
+    if arr.ndim == 0:
+        arr = np.full(m, arr)
+    if arr.dtype.kind in "US":
+        try:
+            arr = np.array([_SENSE_FROM_STR[str(s)] for s in arr], dtype=np.int8)
+        except KeyError as exc:
+            raise ValidationError(f"unknown constraint sense {exc.args[0]!r}; use '<=', '>=' or '=='") from None
+    arr = as_1d("sense", arr, m, dtype=np.int64)
+    bad = ~np.isin(arr, (LE, EQ, GE))
+    if bad.any():
+        raise ValidationError(f"sense code {arr[bad][0]!r} unknown; use -1 (<=), 0 (==) or 1 (>=)")
+    return arr.astype(np.int8)
+
+
+def _fresh_names(existing: list[str], prefix: str, start: int, k: int) -> list[str]:
+    """``k`` names ``prefix{start}``, ``prefix{start+1}``, ... skipping any already in ``existing``."""
+    taken, out, i = set(existing), [], start
+    while len(out) < k:
+        if f"{prefix}{i}" not in taken:
+            out.append(f"{prefix}{i}")
+        i += 1
+    return out
+
+
+def _no_duplicates(what: str, names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for k, s in enumerate(names):
+        if s in seen:
+            raise ValidationError(
+                f"{what} names must be unique: {what}s {seen[s]} and {k} are both called {s!r}; rename one"
+            )
+        seen[s] = k
 
 
 @dataclass
@@ -248,19 +296,20 @@ class Problem:
         if not isinstance(self.n_mask, (int, np.integer)) or isinstance(self.n_mask, bool) or self.n_mask < 0:
             raise ValidationError(f"n_mask must be a non-negative integer, got {self.n_mask!r}")
         self.n_mask = int(self.n_mask)
-        self.lb = _as_1d("lb", self.lb, None)
+        self.lb = as_1d("lb", self.lb, None)
         n = self.lb.shape[0]
-        self.ub = _as_1d("ub", self.ub, n)
-        self.is_binary = _as_1d("is_binary", self.is_binary, n, dtype=bool)
+        self.ub = as_1d("ub", self.ub, n)
+        self.is_binary = as_1d("is_binary", self.is_binary, n, dtype=bool)
         if self.n_mask > n:
             raise ShapeError(f"n_mask={self.n_mask} exceeds the number of variables {n}")
         if self.var_names is not None:
             self.var_names = [str(s) for s in self.var_names]
             if len(self.var_names) != n:
                 raise ShapeError(f"var_names has {len(self.var_names)} entries, expected {n}")
+            _no_duplicates("variable", self.var_names)
         names = [self.name_of(j) for j in range(n)] if n <= 100_000 else None
-        _check_finite("variable lower bounds (lb)", self.lb, names)
-        _check_finite("variable upper bounds (ub)", self.ub, names)
+        check_finite("variable lower bounds (lb)", self.lb, names)
+        check_finite("variable upper bounds (ub)", self.ub, names)
         inverted = self.lb > self.ub
         if inverted.any():
             j = int(np.flatnonzero(inverted)[0])
@@ -284,20 +333,21 @@ class Problem:
 
         if self.A is None:
             self.A = sp.csr_matrix((0, n))
-        self.A = _canonical_csr("A (linear constraint matrix)", self.A, None)
+        self.A = canonical_csr("A (linear constraint matrix)", self.A, None)
         if self.A.shape[1] != n:
             raise ShapeError(f"A has {self.A.shape[1]} columns but the problem has {n} variables")
         m = self.A.shape[0]
-        self.sense = self._sense_codes(self.sense, m)
-        self.rhs = _as_1d("rhs", self.rhs, m)
-        self.strict = _as_1d("strict", self.strict if self.strict is not None else False, m, dtype=bool)
-        self.margin = _as_1d("margin", self.margin if self.margin is not None else 0.0, m)
+        self.sense = sense_codes(self.sense, m)
+        self.rhs = as_1d("rhs", self.rhs, m)
+        self.strict = as_1d("strict", self.strict if self.strict is not None else False, m, dtype=bool)
+        self.margin = as_1d("margin", self.margin if self.margin is not None else 0.0, m)
         if self.row_names is not None:
             self.row_names = [str(s) for s in self.row_names]
             if len(self.row_names) != m:
                 raise ShapeError(f"row_names has {len(self.row_names)} entries, expected {m}")
-        _check_finite("rhs", self.rhs, self.row_names)
-        _check_finite("margin", self.margin, self.row_names)
+            _no_duplicates("row", self.row_names)
+        check_finite("rhs", self.rhs, self.row_names)
+        check_finite("margin", self.margin, self.row_names)
         if (self.margin < 0).any():
             i = int(np.flatnonzero(self.margin < 0)[0])
             raise ValidationError(f"row {self._row_label(i)} has negative margin {self.margin[i]!r}; margins are >= 0")
@@ -319,11 +369,11 @@ class Problem:
                 f"non-strict row {self._row_label(i)} has margin {self.margin[i]!r}; only strict rows carry a margin"
             )
 
-        k = _as_1d("relu_in", self.relu_in, None, dtype=np.int64).shape[0]
-        self.relu_in = _as_1d("relu_in", self.relu_in, k, dtype=np.int64)
-        self.relu_out = _as_1d("relu_out", self.relu_out, k, dtype=np.int64)
-        self.relu_lb = _as_1d("relu_lb", self.relu_lb, k)
-        self.relu_ub = _as_1d("relu_ub", self.relu_ub, k)
+        k = as_1d("relu_in", self.relu_in, None, dtype=np.int64).shape[0]
+        self.relu_in = as_1d("relu_in", self.relu_in, k, dtype=np.int64)
+        self.relu_out = as_1d("relu_out", self.relu_out, k, dtype=np.int64)
+        self.relu_lb = as_1d("relu_lb", self.relu_lb, k)
+        self.relu_ub = as_1d("relu_ub", self.relu_ub, k)
         for nm, idx in (("relu_in", self.relu_in), ("relu_out", self.relu_out)):
             bad = (idx < 0) | (idx >= n)
             if bad.any():
@@ -339,8 +389,8 @@ class Problem:
                 )
         if k and np.unique(self.relu_out).shape[0] != k:
             raise ValidationError("two ReLU constraints define the same output variable")
-        _check_finite("relu_lb", self.relu_lb)
-        _check_finite("relu_ub", self.relu_ub)
+        check_finite("relu_lb", self.relu_lb)
+        check_finite("relu_ub", self.relu_ub)
         inv = self.relu_lb > self.relu_ub
         if inv.any():
             r = int(np.flatnonzero(inv)[0])
@@ -349,8 +399,8 @@ class Problem:
                 "with lower above upper"
             )
 
-        self.objective = _as_1d("objective", self.objective if self.objective is not None else 0.0, n)
-        _check_finite("objective", self.objective, names)
+        self.objective = as_1d("objective", self.objective if self.objective is not None else 0.0, n)
+        check_finite("objective", self.objective, names)
         if not math.isfinite(float(self.objective_constant)):
             raise NonFiniteError(f"objective_constant is {self.objective_constant!r}; it must be finite")
         self.objective_constant = float(self.objective_constant)
@@ -366,7 +416,7 @@ class Problem:
                 raise UnknownVariableError(
                     f"groups index {g.shape[1]} input features but input_shape {self.input_shape} has {nf}"
                 )
-            self.groups = _canonical_csr("groups", g, shape)
+            self.groups = canonical_csr("groups", g, shape)
         elif self.input_shape is not None:
             self.input_shape = tuple(int(s) for s in self.input_shape)
         if not isinstance(self.metadata, dict):
@@ -376,26 +426,6 @@ class Problem:
         if self.row_names is not None:
             return f"{i} ({self.row_names[i]})"
         return str(i)
-
-    @staticmethod
-    def _sense_codes(sense: Any, m: int) -> np.ndarray:
-        if sense is None:
-            sense = GE
-        if isinstance(sense, str):
-            sense = [sense] * m
-        arr = np.asarray(sense)
-        if arr.ndim == 0:
-            arr = np.full(m, arr)
-        if arr.dtype.kind in "US":
-            try:
-                arr = np.array([_SENSE_FROM_STR[str(s)] for s in arr], dtype=np.int8)
-            except KeyError as exc:
-                raise ValidationError(f"unknown constraint sense {exc.args[0]!r}; use '<=', '>=' or '=='") from None
-        arr = _as_1d("sense", arr, m, dtype=np.int64)
-        bad = ~np.isin(arr, (LE, EQ, GE))
-        if bad.any():
-            raise ValidationError(f"sense code {arr[bad][0]!r} unknown; use -1 (<=), 0 (==) or 1 (>=)")
-        return arr.astype(np.int8)
 
     # ------------------------------------------------------------- evaluation
     def effective_rhs(self) -> np.ndarray:
@@ -434,38 +464,17 @@ class Problem:
         x = self.full_assignment(x)
         if not np.isfinite(x).all():
             raise NonFiniteError("assignment contains NaN or infinite values")
+        if exact:
+            return self._evaluate_exact(x, tol)
         rhs_eff = self.effective_rhs()
         scale = np.maximum(1.0, np.maximum(np.abs(rhs_eff), abs(self.A) @ np.abs(x)))
-        if exact:
-            lhs_exact = self._exact_lhs(x)
-            lhs = np.array([float(v) for v in lhs_exact], dtype=np.float64)
-            diff = [lhs_exact[i] - self._exact_rhs_eff(i) for i in range(self.n_rows)]
-            viol = np.array(
-                [
-                    float(max(Fraction(0), -d)) if s == GE else float(max(Fraction(0), d)) if s == LE else float(abs(d))
-                    for d, s in zip(diff, self.sense)
-                ],
-                dtype=np.float64,
-            )
-            holds = np.array(
-                [
-                    (-d if s == GE else d if s == LE else abs(d)) <= Fraction(tol) * Fraction(float(sc))
-                    for d, s, sc in zip(diff, self.sense, scale)
-                ],
-                dtype=bool,
-            )
-            objective = float(
-                sum((Fraction(float(c)) * Fraction(float(v)) for c, v in zip(self.objective, x) if c != 0), Fraction(0))
-                + Fraction(self.objective_constant)
-            )
-        else:
-            lhs = self.A @ x
-            d = lhs - rhs_eff
-            viol = np.where(
-                self.sense == GE, np.maximum(0.0, -d), np.where(self.sense == LE, np.maximum(0.0, d), np.abs(d))
-            )
-            holds = viol <= tol * scale
-            objective = float(self.objective @ x + self.objective_constant)
+        lhs = self.A @ x
+        d = lhs - rhs_eff
+        viol = np.where(
+            self.sense == GE, np.maximum(0.0, -d), np.where(self.sense == LE, np.maximum(0.0, d), np.abs(d))
+        )
+        holds = viol <= tol * scale
+        objective = float(self.objective @ x + self.objective_constant)
         xin, xout = x[self.relu_in], x[self.relu_out]
         relu_viol = np.abs(xout - np.maximum(0.0, xin))
         relu_holds = relu_viol <= tol * np.maximum(1.0, np.abs(xin))
@@ -491,29 +500,43 @@ class Problem:
             integrality_holds=integral,
         )
 
-    def _exact_lhs(self, x: np.ndarray) -> list[Fraction]:
-        A = self.A
-        xf = [Fraction(float(v)) for v in x]
-        out = []
-        for i in range(A.shape[0]):
-            s = Fraction(0)
-            for k in range(A.indptr[i], A.indptr[i + 1]):
-                v = xf[A.indices[k]]
-                if v:
-                    s += Fraction(float(A.data[k])) * v
-            out.append(s)
-        return out
+    def _evaluate_exact(self, x: np.ndarray, tol: float) -> Evaluation:
+        """:meth:`evaluate` with the rows and objective in exact arithmetic (:mod:`smug.ir.exact`).
 
-    def _exact_rhs_eff(self, i: int) -> Fraction:
-        r = Fraction(float(self.rhs[i]))
-        if self.strict[i]:
-            m = Fraction(float(self.margin[i]))
-            r = r + m if self.sense[i] == GE else r - m
-        return r
+        ReLU, bound and integrality checks compare floats, which is exact at ``tol=0``.
+        """
+        ev = self.evaluate(x, tol=tol)
+        xq = _exact.values(self, x)
+        diff = [_exact.row_activity(self, xq, i) - r for i, r in enumerate(_exact.exact_rhs(self))]
+        viol = [
+            max(Fraction(0), -d) if s == GE else max(Fraction(0), d) if s == LE else abs(d)
+            for d, s in zip(diff, self.sense)
+        ]
+        scale = np.maximum(1.0, np.maximum(np.abs(self.effective_rhs()), abs(self.A) @ np.abs(x)))
+        ev.linear_holds = np.array([v <= Fraction(tol) * Fraction(float(sc)) for v, sc in zip(viol, scale)], dtype=bool)
+        ev.linear_violation = np.array([float(v) for v in viol], dtype=np.float64)
+        ev.linear_lhs = np.array([float(d + r) for d, r in zip(diff, _exact.exact_rhs(self))], dtype=np.float64)
+        ev.objective = float(_exact.objective(self, x))
+        ev.feasible = bool(
+            ev.linear_holds.all()
+            and ev.relu_holds.all()
+            and ev.relu_bounds_hold.all()
+            and (ev.bound_violation == 0).all()
+            and ev.integrality_holds.all()
+        )
+        return ev
 
     def objective_value(self, x: Any) -> float:
-        """``c . x + constant`` for an assignment."""
+        """``c . x + constant`` for an assignment (float64)."""
         return float(self.objective @ self.full_assignment(x) + self.objective_constant)
+
+    def exact_objective(self, x: Any, rational: Sequence[Fraction] | None = None) -> Fraction:
+        """``c . x + constant`` in exact rational arithmetic (``rational``: exact values of ``x``)."""
+        return _exact.objective(self, self.full_assignment(x), rational)
+
+    def exact_check(self, x: Any, rational: Sequence[Fraction] | None = None) -> _exact.ExactCheck:
+        """Every row, ReLU, bound and integrality requirement checked exactly (see :func:`smug.ir.exact.check`)."""
+        return _exact.check(self, self.full_assignment(x), rational)
 
     def features_kept(self, mask: Any) -> np.ndarray:
         """Map a mask (one 0/1 value per mask variable) to a 0/1 array shaped like the input.
@@ -522,7 +545,7 @@ class Problem:
         """
         if self.groups is None or self.input_shape is None:
             raise ValidationError("this problem has no groups/input_shape, so masks cannot be mapped to input features")
-        m = _as_1d("mask", np.asarray(mask, dtype=np.float64).ravel()[: self.n_mask], self.n_mask)
+        m = as_1d("mask", np.asarray(mask, dtype=np.float64).ravel()[: self.n_mask], self.n_mask)
         kept = (self.groups.T @ m) > 0.5
         return kept.reshape(self.input_shape).astype(np.float64)
 
@@ -583,22 +606,22 @@ class Problem:
         names: Sequence[str] | None = None,
     ) -> Problem:
         """A copy of this problem with extra linear rows appended (used for bounds and no-good cuts)."""
-        A = _canonical_csr("extra rows", A, (np.asarray(rhs).reshape(-1).shape[0], self.n_vars))
+        A = canonical_csr("extra rows", A, (np.asarray(rhs).reshape(-1).shape[0], self.n_vars))
         k = A.shape[0]
         row_names = None
         if self.row_names is not None or names is not None:
             row_names = list(self.row_names or [f"r{i}" for i in range(self.n_rows)])
-            row_names += list(names) if names is not None else [f"r{self.n_rows + i}" for i in range(k)]
+            row_names += list(names) if names is not None else _fresh_names(row_names, "r", self.n_rows, k)
         return Problem(
             n_mask=self.n_mask,
             lb=self.lb,
             ub=self.ub,
             is_binary=self.is_binary,
             A=sp.vstack([self.A, A], format="csr"),
-            sense=np.concatenate([self.sense, self._sense_codes(sense, k)]),
-            rhs=np.concatenate([self.rhs, _as_1d("rhs", rhs, k)]),
-            strict=np.concatenate([self.strict, _as_1d("strict", strict, k, dtype=bool)]),
-            margin=np.concatenate([self.margin, _as_1d("margin", margin, k)]),
+            sense=np.concatenate([self.sense, sense_codes(sense, k)]),
+            rhs=np.concatenate([self.rhs, as_1d("rhs", rhs, k)]),
+            strict=np.concatenate([self.strict, as_1d("strict", strict, k, dtype=bool)]),
+            margin=np.concatenate([self.margin, as_1d("margin", margin, k)]),
             relu_in=self.relu_in,
             relu_out=self.relu_out,
             relu_lb=self.relu_lb,
@@ -611,6 +634,43 @@ class Problem:
             row_names=row_names,
             metadata=dict(self.metadata),
         )
+
+    def replace(self, **changes: Any) -> Problem:
+        """A validated copy with some fields replaced (for example ``lb=``, ``ub=``, ``objective=``)."""
+        fields = {
+            f: getattr(self, f)
+            for f in (
+                "n_mask",
+                "lb",
+                "ub",
+                "is_binary",
+                "A",
+                "sense",
+                "rhs",
+                "strict",
+                "margin",
+                "relu_in",
+                "relu_out",
+                "relu_lb",
+                "relu_ub",
+                "objective",
+                "objective_constant",
+                "groups",
+                "input_shape",
+                "var_names",
+                "row_names",
+            )
+        }
+        fields["metadata"] = dict(self.metadata)
+        unknown = set(changes) - set(fields)
+        if unknown:
+            raise ValidationError(f"Problem has no field(s) {sorted(unknown)}")
+        fields.update(changes)
+        return Problem(**fields)
+
+    def with_bounds(self, lb: Any, ub: Any) -> Problem:
+        """A copy with other variable bounds (for example binaries fixed by ``lb == ub``)."""
+        return self.replace(lb=as_1d("lb", lb, self.n_vars), ub=as_1d("ub", ub, self.n_vars))
 
     def with_objective_bound(self, bound: float, *, strict: bool = False, margin: float = 0.0) -> Problem:
         """A copy with the row ``objective <= bound`` (or ``< bound`` with the given margin)."""
@@ -696,10 +756,12 @@ class Problem:
         A_old = sp.hstack([self.A, sp.csr_matrix((self.n_rows, ku))], format="csr")
         var_names = None
         if self.var_names is not None:
-            var_names = self.var_names + [f"relu_phase_{i}" for i in np.flatnonzero(unstable)]
+            phase = [f"relu_phase_{i}" for i in np.flatnonzero(unstable)]
+            taken = set(self.var_names)
+            var_names = self.var_names + [s if s not in taken else f"{s}~{n + k}" for k, s in enumerate(phase)]
         row_names = None
         if self.row_names is not None:
-            row_names = self.row_names + [f"relu_bigM_{i}" for i in range(r0)]
+            row_names = self.row_names + _fresh_names(self.row_names, "relu_bigM_", 0, r0)
         meta = dict(self.metadata)
         meta["linearized_relus"] = {"active": int(active.sum()), "inactive": int(inactive.sum()), "unstable": ku}
         return Problem(
@@ -728,49 +790,7 @@ class Problem:
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
         """The problem as plain JSON-compatible data (schema in docs/ir.md)."""
-        A = self.A.tocoo()
-        d: dict[str, Any] = {
-            "format": "smug-problem",
-            "version": SCHEMA_VERSION,
-            "n_mask": self.n_mask,
-            "variables": {
-                "lb": self.lb.tolist(),
-                "ub": self.ub.tolist(),
-                "binary": self.is_binary.tolist(),
-                "names": self.var_names,
-            },
-            "linear": {
-                "shape": list(self.A.shape),
-                "row": A.row.tolist(),
-                "col": A.col.tolist(),
-                "val": A.data.tolist(),
-                "sense": [_SENSE_TO_STR[int(s)] for s in self.sense],
-                "rhs": self.rhs.tolist(),
-                "strict": self.strict.tolist(),
-                "margin": self.margin.tolist(),
-                "names": self.row_names,
-            },
-            "relu": {
-                "in": self.relu_in.tolist(),
-                "out": self.relu_out.tolist(),
-                "lb": self.relu_lb.tolist(),
-                "ub": self.relu_ub.tolist(),
-            },
-            "objective": {"coef": self.objective.tolist(), "constant": self.objective_constant},
-            "groups": None,
-            "metadata": self.metadata,
-        }
-        if self.groups is not None:
-            G = self.groups.tocoo()
-            d["groups"] = {
-                "input_shape": list(self.input_shape or ()),
-                "row": G.row.tolist(),
-                "col": G.col.tolist(),
-                "val": G.data.tolist(),
-            }
-        elif self.input_shape is not None:
-            d["groups"] = {"input_shape": list(self.input_shape), "row": [], "col": [], "val": [], "absent": True}
-        return d
+        return _io.problem_to_dict(self)
 
     def to_json(self, path: str | None = None, *, indent: int | None = None) -> str:
         """Serialise to JSON (lossless: floats are written with ``repr`` precision).
@@ -784,382 +804,55 @@ class Problem:
         return text
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Problem:
-        """Rebuild a problem from :meth:`to_dict` data, checking the schema."""
-        if not isinstance(d, dict) or d.get("format") != "smug-problem":
-            raise SchemaError("not a smug problem: the top-level 'format' field must be 'smug-problem'")
-        version = d.get("version")
-        if version != SCHEMA_VERSION:
-            raise SchemaError(f"unsupported schema version {version!r}; this smug reads version {SCHEMA_VERSION}")
-        try:
-            v, lin, relu, obj = d["variables"], d["linear"], d["relu"], d["objective"]
-            n = len(v["lb"])
-            m = int(lin["shape"][0])
-            A = sp.csr_matrix(
-                (
-                    np.asarray(lin["val"], dtype=np.float64),
-                    (np.asarray(lin["row"], dtype=np.int64), np.asarray(lin["col"], dtype=np.int64)),
-                ),
-                shape=(m, int(lin["shape"][1])),
-            )
-            groups, input_shape = None, None
-            g = d.get("groups")
-            if g is not None:
-                input_shape = tuple(g["input_shape"])
-                if not g.get("absent"):
-                    groups = sp.csr_matrix(
-                        (
-                            np.asarray(g["val"], dtype=np.float64),
-                            (np.asarray(g["row"], dtype=np.int64), np.asarray(g["col"], dtype=np.int64)),
-                        ),
-                        shape=(int(d["n_mask"]), int(np.prod(input_shape))),
-                    )
-            return cls(
-                n_mask=int(d["n_mask"]),
-                lb=np.asarray(v["lb"], dtype=np.float64).reshape(n),
-                ub=np.asarray(v["ub"], dtype=np.float64),
-                is_binary=np.asarray(v["binary"], dtype=bool),
-                var_names=v.get("names"),
-                A=A,
-                sense=list(lin["sense"]) if m else np.zeros(0, dtype=np.int8),
-                rhs=np.asarray(lin["rhs"], dtype=np.float64).reshape(m),
-                strict=np.asarray(lin["strict"], dtype=bool).reshape(m),
-                margin=np.asarray(lin["margin"], dtype=np.float64).reshape(m),
-                row_names=lin.get("names"),
-                relu_in=np.asarray(relu["in"], dtype=np.int64),
-                relu_out=np.asarray(relu["out"], dtype=np.int64),
-                relu_lb=np.asarray(relu["lb"], dtype=np.float64),
-                relu_ub=np.asarray(relu["ub"], dtype=np.float64),
-                objective=np.asarray(obj["coef"], dtype=np.float64),
-                objective_constant=float(obj["constant"]),
-                groups=groups,
-                input_shape=input_shape,
-                metadata=dict(d.get("metadata") or {}),
-            )
-        except (KeyError, TypeError, IndexError) as exc:
-            raise SchemaError(f"malformed smug problem JSON: missing or bad field {exc}") from None
+    def from_dict(cls, d: Any) -> Problem:
+        """Rebuild a problem from :meth:`to_dict` data; the schema is checked strictly (:mod:`smug.ir.io`)."""
+        return cls(**_io.problem_kwargs(d))
 
     @classmethod
-    def from_json(cls, text_or_path: str) -> Problem:
-        """Load a problem from JSON text or from a path to a JSON file."""
-        text = text_or_path
-        if not text_or_path.lstrip().startswith("{"):
-            with open(text_or_path, encoding="utf-8") as fh:
-                text = fh.read()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SchemaError(f"not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+    def from_json(cls, text_or_path: Any) -> Problem:
+        """Load a problem from JSON text (starting with ``{``) or from a path to a JSON file."""
+        if not isinstance(text_or_path, (str, os.PathLike)):
+            raise SchemaError(
+                f"from_json takes JSON text or a file path, got a {type(text_or_path).__name__}; "
+                "for parsed data use Problem.from_dict"
+            )
+        text = str(text_or_path) if isinstance(text_or_path, str) else None
+        if text is None or not text.lstrip().startswith(("{", "[")):
+            path = os.fspath(text_or_path)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    text = fh.read()
+            except FileNotFoundError:
+                raise SchemaError(f"no problem file {path!r} (and it is not JSON text either)") from None
+            except (IsADirectoryError, UnicodeDecodeError, PermissionError) as exc:
+                raise SchemaError(f"cannot read problem file {path!r}: {exc}") from None
+        return cls.from_dict(_io.load_json_text(text))
 
     # --------------------------------------------------------------- exports
-    def to_smtlib2(self, *, optimize: bool = True, objective_bound: float | None = None) -> str:
-        """Export as SMT-LIB2 text (logic QF_LRA; mask and other binaries are Bool).
-
-        Every float is written as the exact rational it denotes, so a solver
-        reading the text sees exactly this problem.  With ``optimize=True`` the
-        text ends with ``(minimize ...)`` (a z3 / OptiMathSAT extension) and
-        ``(check-sat)``; with ``objective_bound`` it asserts
-        ``objective <= bound`` instead, for plain SMT solvers.
-        """
-        out = ["; smug problem exported to SMT-LIB2", "(set-logic QF_LRA)"]
-        if optimize and objective_bound is None:
-            out[1] = "(set-option :produce-models true)"
-        names = [_smt_name(self.name_of(j), j) for j in range(self.n_vars)]
-        term = []
-        for j in range(self.n_vars):
-            if self.is_binary[j]:
-                out.append(f"(declare-fun {names[j]} () Bool)")
-                if self.lb[j] == 1:
-                    out.append(f"(assert {names[j]})")
-                if self.ub[j] == 0:
-                    out.append(f"(assert (not {names[j]}))")
-                term.append(f"(ite {names[j]} 1.0 0.0)")
-            else:
-                out.append(f"(declare-fun {names[j]} () Real)")
-                out.append(
-                    f"(assert (and (>= {names[j]} {_smt_num(self.lb[j])}) (<= {names[j]} {_smt_num(self.ub[j])})))"
-                )
-                term.append(names[j])
-        A = self.A
-        for i in range(self.n_rows):
-            lo, hi = A.indptr[i], A.indptr[i + 1]
-            lhs = _smt_sum([f"(* {_smt_num(A.data[k])} {term[A.indices[k]]})" for k in range(lo, hi)])
-            rhs = _smt_frac(self._exact_rhs_eff(i))
-            op = {GE: ">=", LE: "<=", EQ: "="}[int(self.sense[i])]
-            out.append(f"(assert ({op} {lhs} {rhs}))")
-        for r in range(self.n_relu):
-            xi, yi = names[self.relu_in[r]], names[self.relu_out[r]]
-            out.append(f"(assert (= {yi} (ite (> {xi} 0.0) {xi} 0.0)))")
-            out.append(f"(assert (and (>= {xi} {_smt_num(self.relu_lb[r])}) (<= {xi} {_smt_num(self.relu_ub[r])})))")
-        nz = np.flatnonzero(self.objective)
-        obj = _smt_sum(
-            [f"(* {_smt_num(self.objective[j])} {term[j]})" for j in nz] + [_smt_num(self.objective_constant)]
+    def to_smtlib2(
+        self,
+        *,
+        optimize: bool = True,
+        objective_bound: float | Fraction | None = None,
+        strict_bound: bool = False,
+        encoding: str = "ite",
+    ) -> str:
+        """SMT-LIB2 text, exactly this problem (see :func:`smug.ir.export.to_smtlib2`)."""
+        return _export.to_smtlib2(
+            self, optimize=optimize, objective_bound=objective_bound, strict_bound=strict_bound, encoding=encoding
         )
-        if objective_bound is not None:
-            out.append(f"(assert (<= {obj} {_smt_frac(Fraction(float(objective_bound)))}))")
-            out.append("(check-sat)")
-        elif optimize:
-            out.append(f"(minimize {obj})")
-            out.append("(check-sat)")
-        else:
-            out.append("(check-sat)")
-        return "\n".join(out) + "\n"
 
     def to_mps(self) -> str:
-        """Export as free-format MPS text (ReLUs lowered by :meth:`linearize_relus`, strict rows by their margin).
+        """Free-format MPS text (see :func:`smug.ir.export.to_mps`: strict margins kept as fixed columns)."""
+        return _export.to_mps(self)
 
-        Binaries are integer columns with bound type ``BV``.  The objective
-        constant, which MPS cannot carry portably, is recorded in a comment.
-        """
-        p = self.linearize_relus()
-        rhs_eff = p.effective_rhs()
-        rn = [f"c{i}" for i in range(p.n_rows)]
-        cn = [f"x{j}" for j in range(p.n_vars)]
-        out = [f"* smug problem; objective constant {p.objective_constant!r}", "NAME smug", "ROWS", " N obj"]
-        for i in range(p.n_rows):
-            out.append(f" {'G' if p.sense[i] == GE else 'L' if p.sense[i] == LE else 'E'} {rn[i]}")
-        out.append("COLUMNS")
-        At = p.A.tocsc()
-        in_int = False
-        for j in range(p.n_vars):
-            if p.is_binary[j] and not in_int:
-                out.append("    MARKER 'MARKER' 'INTORG'")
-                in_int = True
-            elif not p.is_binary[j] and in_int:
-                out.append("    MARKER 'MARKER' 'INTEND'")
-                in_int = False
-            entries = []
-            if p.objective[j] != 0:
-                entries.append(("obj", p.objective[j]))
-            for k in range(At.indptr[j], At.indptr[j + 1]):
-                entries.append((rn[At.indices[k]], At.data[k]))
-            if not entries:
-                entries.append(("obj", 0.0))
-            for r, v in entries:
-                out.append(f"    {cn[j]} {r} {float(v)!r}")
-        if in_int:
-            out.append("    MARKER 'MARKER' 'INTEND'")
-        out.append("RHS")
-        for i in range(p.n_rows):
-            if rhs_eff[i] != 0:
-                out.append(f"    rhs {rn[i]} {float(rhs_eff[i])!r}")
-        out.append("BOUNDS")
-        for j in range(p.n_vars):
-            if p.is_binary[j]:
-                if p.lb[j] == p.ub[j]:
-                    out.append(f" FX bnd {cn[j]} {float(p.lb[j])!r}")
-                else:
-                    out.append(f" BV bnd {cn[j]}")
-            elif p.lb[j] == p.ub[j]:
-                out.append(f" FX bnd {cn[j]} {float(p.lb[j])!r}")
-            else:
-                out.append(f" LO bnd {cn[j]} {float(p.lb[j])!r}")
-                out.append(f" UP bnd {cn[j]} {float(p.ub[j])!r}")
-        out.append("ENDATA")
-        return "\n".join(out) + "\n"
+    def to_lp(self) -> str:
+        """CPLEX LP text (see :func:`smug.ir.export.to_lp`)."""
+        return _export.to_lp(self)
 
     # ---------------------------------------------------------------- display
     def __repr__(self) -> str:
         return (
             f"Problem(n_mask={self.n_mask}, n_vars={self.n_vars}, n_binary={self.n_binary}, "
             f"rows={self.n_rows}, nnz={self.A.nnz}, relus={self.n_relu})"
-        )
-
-
-def _smt_name(name: str, j: int) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in name)
-    return safe if safe and not safe[0].isdigit() else f"v{j}"
-
-
-def _smt_frac(q: Fraction) -> str:
-    num, den = q.numerator, q.denominator
-    body = f"{abs(num)}.0" if den == 1 else f"(/ {abs(num)}.0 {den}.0)"
-    return f"(- {body})" if num < 0 else body
-
-
-def _smt_num(v: float) -> str:
-    return _smt_frac(Fraction(float(v)))
-
-
-def _smt_sum(terms: list[str]) -> str:
-    if not terms:
-        return "0.0"
-    if len(terms) == 1:
-        return terms[0]
-    return "(+ " + " ".join(terms) + ")"
-
-
-class ProblemBuilder:
-    """Incremental, vectorised construction of a :class:`Problem`.
-
-    Mask variables must be added first; the builder hands out variable indices
-    and collects constraint blocks, then :meth:`build` validates everything once.
-
-    Example:
-        >>> b = ProblemBuilder()
-        >>> m = b.add_mask(3)
-        >>> b.add_rows([[1.0, 2.0, 0.5]], ">=", [2.0])
-        >>> b.set_objective(m, 1.0)
-        >>> p = b.build()
-    """
-
-    def __init__(self) -> None:
-        self._lb: list[np.ndarray] = []
-        self._ub: list[np.ndarray] = []
-        self._bin: list[np.ndarray] = []
-        self._names: list[str] | None = []
-        self._n = 0
-        self._n_mask = 0
-        self._mask_closed = False
-        self._blocks: list[tuple[sp.coo_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._relu: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-        self._obj: dict[int, float] = {}
-        self._obj_const = 0.0
-        self._groups: Any = None
-        self._input_shape: tuple[int, ...] | None = None
-        self.metadata: dict[str, Any] = {}
-
-    @property
-    def n_vars(self) -> int:
-        """Number of variables added so far."""
-        return self._n
-
-    def _add(self, k: int, lb: Any, ub: Any, binary: bool, names: Sequence[str] | None) -> np.ndarray:
-        idx = np.arange(self._n, self._n + k)
-        self._lb.append(_as_1d("lb", lb, k))
-        self._ub.append(_as_1d("ub", ub, k))
-        self._bin.append(np.full(k, binary))
-        if self._names is not None:
-            if names is None:
-                self._names = None
-            else:
-                if len(names) != k:
-                    raise ShapeError(f"{len(names)} names given for {k} variables")
-                self._names.extend(names)
-        self._n += k
-        return idx
-
-    def add_mask(
-        self,
-        n: int,
-        *,
-        groups: Any = None,
-        input_shape: Sequence[int] | None = None,
-        names: Sequence[str] | None = None,
-    ) -> np.ndarray:
-        """Add ``n`` binary mask variables (only before any other variable); returns their indices.
-
-        ``groups`` is an ``n x prod(input_shape)`` 0/1 matrix saying which input
-        features each mask variable controls.
-        """
-        if self._mask_closed:
-            raise ValidationError("mask variables must be added before any other variable")
-        self._mask_closed = True
-        self._n_mask = int(n)
-        self._groups = groups
-        self._input_shape = tuple(input_shape) if input_shape is not None else None
-        return self._add(int(n), 0.0, 1.0, True, names)
-
-    def add_binary(self, n: int, *, names: Sequence[str] | None = None) -> np.ndarray:
-        """Add ``n`` auxiliary binary variables; returns their indices."""
-        self._mask_closed = True
-        return self._add(int(n), 0.0, 1.0, True, names)
-
-    def add_real(self, lb: Any, ub: Any, *, names: Sequence[str] | None = None) -> np.ndarray:
-        """Add real variables with the given (finite) bounds; returns their indices."""
-        self._mask_closed = True
-        lb = np.atleast_1d(np.asarray(lb, dtype=np.float64))
-        ub = np.atleast_1d(np.asarray(ub, dtype=np.float64))
-        lb, ub = np.broadcast_arrays(lb, ub)
-        return self._add(lb.shape[0], lb, ub, False, names)
-
-    def add_rows(
-        self, A: Any, sense: Any, rhs: Any, *, strict: Any = False, margin: Any = 0.0, cols: Any = None
-    ) -> None:
-        """Add linear rows ``A x (sense) rhs``.
-
-        ``A`` is dense or sparse with one column per variable, or one column per
-        entry of ``cols`` (variable indices) when that is given.
-        """
-        rhs = np.atleast_1d(np.asarray(rhs, dtype=np.float64))
-        k = rhs.shape[0]
-        M = sp.coo_matrix(A if sp.issparse(A) else np.atleast_2d(np.asarray(A, dtype=np.float64)))
-        if M.shape[0] != k:
-            raise ShapeError(f"A has {M.shape[0]} rows but rhs has {k} entries")
-        if cols is not None:
-            cols = np.asarray(cols, dtype=np.int64)
-            if M.shape[1] != cols.shape[0]:
-                raise ShapeError(f"A has {M.shape[1]} columns but {cols.shape[0]} variable indices were given")
-            width = max(self._n, int(cols.max()) + 1 if cols.size else 0)
-            M = sp.coo_matrix((M.data, (M.row, cols[M.col])), shape=(k, width))
-        s = Problem._sense_codes(sense, k)
-        self._blocks.append((M, s, rhs, _as_1d("strict", strict, k, dtype=bool), _as_1d("margin", margin, k)))
-
-    def add_relu(self, out: Any, inp: Any, lb: Any, ub: Any) -> None:
-        """Add ReLU constraints ``x[out] = max(0, x[inp])`` with sound bounds ``lb <= x[inp] <= ub``."""
-        out = np.atleast_1d(np.asarray(out, dtype=np.int64))
-        k = out.shape[0]
-        self._relu.append(
-            (
-                out,
-                _as_1d("relu_in", np.atleast_1d(inp), k, dtype=np.int64),
-                _as_1d("relu_lb", lb, k),
-                _as_1d("relu_ub", ub, k),
-            )
-        )
-
-    def set_objective(self, idx: Any, coef: Any, constant: float = 0.0) -> None:
-        """Set objective coefficients ``coef`` on variables ``idx`` (added to any set before)."""
-        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
-        coef = np.broadcast_to(np.asarray(coef, dtype=np.float64), idx.shape)
-        for j, c in zip(idx.tolist(), coef.tolist()):
-            self._obj[j] = self._obj.get(j, 0.0) + c
-        self._obj_const += float(constant)
-
-    def build(self) -> Problem:
-        """Validate and return the :class:`Problem`."""
-        n = self._n
-        mats, sense, rhs, strict, margin = [], [], [], [], []
-        for M, s, r, st, mg in self._blocks:
-            if M.shape[1] > n and M.nnz and M.col.max() >= n:
-                raise UnknownVariableError(
-                    f"a constraint refers to variable {int(M.col.max())}, but only {n} variables exist"
-                )
-            mats.append(sp.coo_matrix((M.data, (M.row, M.col)), shape=(M.shape[0], n)) if M.shape[1] != n else M)
-            sense.append(s)
-            rhs.append(r)
-            strict.append(st)
-            margin.append(mg)
-        A = sp.vstack(mats, format="csr") if mats else sp.csr_matrix((0, n))
-        obj = np.zeros(n)
-        for j, c in self._obj.items():
-            if not 0 <= j < n:
-                raise UnknownVariableError(f"objective refers to variable {j}, but only {n} variables exist")
-            obj[j] = c
-        relu = (
-            [np.concatenate(parts) if parts else np.zeros(0) for parts in zip(*self._relu)]
-            if self._relu
-            else [np.zeros(0, dtype=np.int64)] * 2 + [np.zeros(0)] * 2
-        )
-        return Problem(
-            n_mask=self._n_mask,
-            lb=np.concatenate(self._lb) if self._lb else np.zeros(0),
-            ub=np.concatenate(self._ub) if self._ub else np.zeros(0),
-            is_binary=np.concatenate(self._bin) if self._bin else np.zeros(0, dtype=bool),
-            A=A,
-            sense=np.concatenate(sense) if sense else np.zeros(0, dtype=np.int8),
-            rhs=np.concatenate(rhs) if rhs else np.zeros(0),
-            strict=np.concatenate(strict) if strict else np.zeros(0, dtype=bool),
-            margin=np.concatenate(margin) if margin else np.zeros(0),
-            relu_out=relu[0],
-            relu_in=relu[1],
-            relu_lb=relu[2],
-            relu_ub=relu[3],
-            objective=obj,
-            objective_constant=self._obj_const,
-            groups=self._groups,
-            input_shape=self._input_shape,
-            var_names=self._names if self._names else None,
-            metadata=dict(self.metadata),
         )

@@ -1,17 +1,19 @@
-"""The backend contract: parameters, capabilities, statuses, solutions.
+"""The backend contract: parameters, capabilities, statuses, solutions, backends and sessions.
 
-A backend lowers a :class:`smug.ir.Problem` to one solver and maps the answer
-back.  Two kinds exist:
+A backend lowers a (reduced) :class:`~smug.ir.Problem` to one solver, sets the
+solver's native parameters and lifts the answer back; nothing else.  Two kinds:
 
-* :class:`Backend` subclasses that optimise natively implement
+* a :class:`Backend` whose capabilities say ``optimize=True`` implements
   :meth:`Backend.solve`;
-* :class:`SatBackend` subclasses only decide satisfiability: they implement
-  :meth:`SatBackend.open_session` and get optimisation from the one shared
-  search routine in :mod:`smug.solving.search`.
+* a :class:`SatBackend` decides bounded satisfiability in a :class:`SatSession`
+  (:meth:`SatBackend.open_session`); with ``optimize=False`` it gets optimisation
+  from the one shared bound search (:mod:`smug.solving.search`).
 
-Nothing here imports a solver.  ``smug.solve`` (in :mod:`smug.solve`) wraps
-every backend with validation, a hard time limit, enumeration of alternative
-optima and an independent check of the returned assignment.
+What a backend declares in :class:`Capabilities` decides what
+:func:`smug.solve` does around it (:mod:`smug.solving.run`): which reductions
+run first (:mod:`smug.reductions`), whether its answers are exact or must be
+certified (:mod:`smug.solving.certify`), which parameters it may take.  Nothing
+here imports a solver or torch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,21 +35,25 @@ __all__ = [
     "Status",
     "SolveParams",
     "Capabilities",
+    "SHARED_REDUCTIONS",
+    "SEARCH_STRATEGIES",
     "Incumbent",
     "Solution",
     "Backend",
     "SatBackend",
     "SatSession",
     "Reporter",
+    "LPDual",
 ]
 
 
 class Status(str, Enum):
     """How a solve ended.
 
-    ``FEASIBLE`` means a limit hit while a solution was in hand (it is returned);
-    ``TIMEOUT`` means a limit hit before any solution was found.  A timeout is
-    never reported as ``INFEASIBLE``.
+    ``OPTIMAL`` is proven exactly; ``FEASIBLE`` means a solution is in hand but
+    not proven optimal (a limit hit, or a tolerance-based optimum that could not
+    be certified); ``TIMEOUT`` means a limit hit before any solution.  A timeout
+    is never reported as ``INFEASIBLE``, which is proven exactly too.
     """
 
     OPTIMAL = "optimal"
@@ -116,44 +123,85 @@ class SolveParams:
         return replace(self, time_limit=None if seconds is None else max(seconds, 1e-3))
 
 
+#: The strategies of the shared bound search (:mod:`smug.solving.search`).
+SEARCH_STRATEGIES = ("auto", "binary", "linear")
+
+#: The solver-neutral reductions a backend may take by default (see :attr:`Capabilities.reductions`).
+SHARED_REDUCTIONS = frozenset({"presolve", "cuts", "greedy"})
+
+
 @dataclass(frozen=True)
 class Capabilities:
-    """What a backend can do.  ``smug.solve`` checks problems and parameters against it.
+    """What a backend can do; :func:`smug.solve` builds everything around the backend from it.
 
     Attributes:
-        optimize: optimises natively (otherwise the core search routine is used).
-        relu: accepts ReLU constraints.
-        real_vars: accepts real (continuous) variables.
-        incremental: keeps state between satisfiability checks (push/pop).
-        native_time_limit: the solver stops itself at a time limit.
+        optimize: optimises natively (:meth:`Backend.solve`); otherwise it is a
+            :class:`SatBackend` and the shared bound search minimises.
+        relu: takes ReLU constraints (otherwise the big-M reduction lowers them).
+        real_vars: takes real (continuous) variables.
+        exact: its verdicts (optimal, infeasible, bounds) are proofs on the
+            problem it is given: rational or integer arithmetic.  ``False``: they
+            hold within a float tolerance, so ``smug.solve`` certifies them.
+        tolerance: the relative feasibility tolerance of an inexact backend; the
+            tightening reduction makes its rows stronger by a safe multiple of it.
+        integer_coefficients: takes only integer rows and objective (the sound
+            integer-scaling reduction runs first).
+        incremental: its sessions keep state between checks (push/pop); without
+            it the shared search opens a fresh session for every check.
+        native_time_limit: the solver stops itself at a time limit; without it
+            only ``smug.solve``'s child process can stop it, so a time-limited
+            solve is always isolated.
         seed: the seed changes the solver's random choices.  A backend without
             randomness sets ``deterministic`` instead and accepts any seed.
         deterministic: the result does not depend on any seed.
         max_threads: largest ``threads`` it honours (``None``: any).
-        proves_bound: reports a proven lower bound when stopped early.
-        integer_coefficients: works on integers; real coefficients are scaled and
-            rounded soundly (see the backend's notes).
+        proves_bound: reports a lower bound when stopped early (an exact one when
+            ``exact``; otherwise it is kept only as ``Solution.float_bound``).
+        hints: takes a start solution (``hint=`` of :meth:`Backend.solve`).
+        lp_dual: solves linear relaxations and returns their duals
+            (:meth:`Backend.lp_dual`), for the certification's safe LP bound.
+        reductions: the shared reductions it takes by default, from
+            :data:`SHARED_REDUCTIONS` (``presolve``, ``cuts``, ``greedy``); an
+            empty set solves the problem exactly as stated (``z3:original``).
     """
 
     optimize: bool
     relu: bool
     real_vars: bool
+    exact: bool = True
+    tolerance: float = 0.0
+    integer_coefficients: bool = False
     incremental: bool = False
     native_time_limit: bool = True
     seed: bool = True
     deterministic: bool = False
     max_threads: int | None = 1
     proves_bound: bool = False
-    integer_coefficients: bool = False
+    hints: bool = False
+    lp_dual: bool = False
+    reductions: frozenset[str] = SHARED_REDUCTIONS
+
+    def __post_init__(self) -> None:
+        unknown = set(self.reductions) - SHARED_REDUCTIONS
+        if unknown:
+            raise ValidationError(f"unknown shared reduction(s) {sorted(unknown)}; known: {sorted(SHARED_REDUCTIONS)}")
+        if not self.exact and not self.tolerance > 0:
+            raise ValidationError("an inexact backend must declare its feasibility tolerance (> 0)")
 
 
 @dataclass
 class Incumbent:
-    """A solution found during a solve, reported as soon as it is known."""
+    """A solution found during a solve, reported as soon as it is known.
+
+    ``exact_objective`` and ``rational`` (exact values of all variables) are
+    filled by exact backends and by smug's own checks.
+    """
 
     assignment: np.ndarray
     objective: float
     bound: float | None = None
+    exact_objective: Fraction | None = None
+    rational: list[Fraction] | None = None
 
 
 #: A callable backends call with each improving :class:`Incumbent`.
@@ -166,21 +214,31 @@ class Solution:
 
     Attributes:
         status: how it ended (see :class:`Status`).
-        assignment: one value per variable of the problem, or ``None``.
-        objective: the objective of ``assignment``.
-        bound: best proven lower bound on the optimum, where known.
+        assignment: one float per variable of the problem, or ``None``.
+        objective: the objective of ``assignment`` (the float nearest the exact value).
+        bound: a proven lower bound on the optimum (exact arithmetic, rounded down
+            to a float), where known.
         gap: ``(objective - bound) / max(1, |objective|)`` where both are known.
         build_time: seconds spent lowering the IR to the solver.
-        solve_time: seconds spent in the solver (search included).
+        solve_time: seconds spent in the solver, the search and certification.
         backend: the backend's registered name.
         version: the solver's version string.
         params: the parameters used.
         n_mask: number of mask variables (the first entries of ``assignment``).
         alternatives: further distinct optimal assignments when ``num_solutions > 1``.
-        verified: the assignment passed the IR's independent :meth:`~smug.ir.Problem.evaluate`.
-        max_violation: the largest constraint violation ``evaluate`` measured.
+        verified: the assignment satisfies every row, ReLU, bound and
+            integrality requirement in **exact** rational arithmetic, strict
+            margins included (:func:`smug.ir.exact.check`).
+        within_tolerance: it passes the float check at relative tolerance 1e-9
+            (a weaker statement, reported for comparison; never a verdict).
+        max_violation: the largest violation the float check measured (0 when exact).
+        exact_objective: the assignment's objective as an exact rational.
+        exact_bound: the proven lower bound as an exact rational.
+        float_bound: a lower bound a tolerance-based solver claimed (not a proof).
+        rational: exact values of every variable where they are not exactly the
+            floats of ``assignment`` (real variables of rational models).
         message: a human-readable note (why it stopped, what went wrong).
-        stats: backend-specific numbers (for example the CP-SAT coefficient scale).
+        stats: backend- and pipeline-specific numbers (reductions, certification).
     """
 
     status: Status
@@ -196,7 +254,12 @@ class Solution:
     n_mask: int = 0
     alternatives: list[np.ndarray] = field(default_factory=list)
     verified: bool | None = None
+    within_tolerance: bool | None = None
     max_violation: float | None = None
+    exact_objective: Fraction | None = None
+    exact_bound: Fraction | None = None
+    float_bound: float | None = None
+    rational: list[Fraction] | None = None
     message: str = ""
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -227,9 +290,11 @@ class Solution:
             self.gap = 0.0
         elif self.objective is not None and self.bound is not None:
             self.gap = max(0.0, (self.objective - self.bound) / max(1.0, abs(self.objective)))
+        else:
+            self.gap = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (for tables, JSON and the study harness)."""
+        """Plain data (for tables, JSON and the study harness); exact numbers as ``"p/q"`` strings."""
         return {
             "status": self.status.value,
             "objective": self.objective,
@@ -240,12 +305,29 @@ class Solution:
             "backend": self.backend,
             "version": self.version,
             "verified": self.verified,
+            "within_tolerance": self.within_tolerance,
             "max_violation": self.max_violation,
+            "exact_objective": None if self.exact_objective is None else str(self.exact_objective),
+            "exact_bound": None if self.exact_bound is None else str(self.exact_bound),
+            "float_bound": self.float_bound,
             "mask": None if self.mask is None else self.mask.tolist(),
             "n_alternatives": len(self.alternatives),
             "message": self.message,
-            "stats": dict(self.stats),
+            "stats": {k: v for k, v in self.stats.items() if k != "traceback"},
         }
+
+
+@dataclass
+class LPDual:
+    """An LP relaxation's row duals (any values give a valid bound; good ones a tight bound).
+
+    ``y[i]`` is the multiplier of row ``i`` of the problem passed to
+    :meth:`Backend.lp_dual`.  Its sign need not be right: the safe-bound
+    computation clips it to the sign the row's sense allows.
+    """
+
+    y: np.ndarray
+    objective: float | None = None
 
 
 class Backend(ABC):
@@ -283,19 +365,19 @@ class Backend(ABC):
 
     # -- checks ----------------------------------------------------------
     def check(self, problem: Problem, params: SolveParams) -> None:
-        """Raise if this backend cannot solve ``problem`` with ``params``.
+        """Raise if this backend cannot solve ``problem`` with ``params``, before any slow work.
 
-        The default checks the declared capabilities; backends add their own.
+        The default checks the declared capabilities (ReLU constraints count as
+        acceptable when the backend takes real variables: the big-M reduction
+        lowers them); backends add their own checks.
         """
         caps = self.capabilities
-        if problem.n_relu and not caps.relu:
-            raise UnsupportedProblemError(
-                f"backend {self.name!r} cannot take ReLU constraints ({problem.n_relu} in this problem); "
-                "use a MILP backend such as 'ortools:scip' or an SMT backend such as 'z3'"
-            )
         if problem.n_real and not caps.real_vars:
+            what = f"{problem.n_real} real variable(s)" + (
+                f" and {problem.n_relu} ReLU constraint(s)" if problem.n_relu else ""
+            )
             raise UnsupportedProblemError(
-                f"backend {self.name!r} cannot take real variables ({problem.n_real} in this problem); "
+                f"backend {self.name!r} takes only 0/1 problems, and this one has {what}; "
                 "use a MILP backend such as 'ortools:scip' or an SMT backend such as 'z3'"
             )
         if caps.max_threads is not None and params.threads > caps.max_threads:
@@ -307,17 +389,25 @@ class Backend(ABC):
             raise UnsupportedParameterError(f"backend {self.name!r} cannot take a random seed; leave seed=0")
 
     # -- solving ---------------------------------------------------------
-    @abstractmethod
-    def solve(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
+    def solve(
+        self, problem: Problem, params: SolveParams, report: Reporter, hint: np.ndarray | None = None
+    ) -> Solution:
         """Solve ``problem`` (minimise its objective) and return a :class:`Solution`.
 
-        Call ``report`` with every improving solution found, so that a solve
-        stopped by the hard time limit still returns its best.  Honour
-        ``params.time_limit`` natively where the solver can; return
-        ``Status.FEASIBLE`` with the incumbent or ``Status.TIMEOUT`` when it
-        hits, never ``Status.INFEASIBLE``.  ``smug.solve`` fills ``backend``,
-        ``version``, ``params``, ``n_mask``, ``verified`` and the gap.
+        Only for backends with ``capabilities.optimize``.  Call ``report`` with
+        every improving solution found, so that a solve stopped by the hard time
+        limit still returns its best.  Honour ``params.time_limit`` natively
+        where the solver can; return ``Status.FEASIBLE`` with the incumbent or
+        ``Status.TIMEOUT`` when it hits, never ``Status.INFEASIBLE``.  ``hint``
+        (with ``capabilities.hints``): a feasible start.  ``smug.solve`` fills
+        ``backend``, ``version``, ``params``, ``n_mask``, the verification and
+        the gap.
         """
+        raise NotImplementedError(f"backend {self.name!r} does not optimise natively (capabilities.optimize=False)")
+
+    def lp_dual(self, problem: Problem, params: SolveParams) -> LPDual | None:
+        """Row duals of ``problem``'s linear relaxation (only with ``capabilities.lp_dual``); ``None`` if unsolved."""
+        raise NotImplementedError(f"backend {self.name!r} solves no linear relaxations (capabilities.lp_dual=False)")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} options={self.options!r}>"
@@ -326,45 +416,49 @@ class Backend(ABC):
 class SatSession(ABC):
     """A solver loaded with a problem's constraints, answering bounded satisfiability queries.
 
-    The shared search routine calls :meth:`check` repeatedly with tightening
-    bounds.  Implementations keep the base constraints and add each bound
-    inside a push/pop scope where the solver supports it.
+    The shared search calls :meth:`check` repeatedly with tightening bounds;
+    implementations keep the base constraints and add each bound inside a
+    push/pop scope where the solver supports it.  ``stats`` (a dict) is copied
+    into the solution.
     """
 
+    stats: dict[str, Any]
+
     @abstractmethod
-    def check(self, bound: float | None, timeout: float | None, strict: bool = False) -> str:
+    def check(self, bound: Fraction | None, timeout: float | None, strict: bool = False) -> str:
         """Is there a solution with ``objective <= bound`` (``None``: any objective)?
 
-        With ``strict=True`` the query is ``objective < bound`` (exactly, in the
-        solver's rational arithmetic).
-
-        Returns ``"sat"``, ``"unsat"`` or ``"unknown"`` (time out or give up).
-        ``timeout`` is in seconds; ``None`` means no limit.
+        ``bound`` is an exact rational; with ``strict=True`` the query is
+        ``objective < bound``.  Returns ``"sat"``, ``"unsat"`` or ``"unknown"``
+        (time out or give up).  ``timeout`` is in seconds; ``None``: no limit.
         """
 
     @abstractmethod
     def model(self) -> np.ndarray:
         """The assignment (one float per variable) of the last ``"sat"`` answer."""
 
+    def exact_model(self) -> list[Fraction] | None:
+        """The exact values of the last model, where the floats of :meth:`model` round them (default: ``None``)."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release solver resources."""
 
 
 class SatBackend(Backend):
-    """A backend that only decides satisfiability; optimisation comes from :mod:`smug.solving.search`.
+    """A backend that decides satisfiability in sessions; the shared bound search optimises with it.
 
     Options understood by the shared search (pass them when constructing the
     backend, for example ``smug.solve(p, "pysmt:cvc5", search="linear")``):
-    ``search`` = ``"binary"`` (default for integral objectives) or ``"linear"``
-    (solution-improving: each model's objective becomes the next bound).
+    ``search`` = ``"binary"`` (default) or ``"linear"`` (solution-improving).
     """
+
+    def __init__(self, name: str | None = None, **options: Any) -> None:
+        super().__init__(name, **options)
+        strategy = options.get("search", "auto")
+        if strategy not in SEARCH_STRATEGIES:
+            raise ValidationError(f"unknown search strategy {strategy!r}; choose one of {SEARCH_STRATEGIES}")
 
     @abstractmethod
     def open_session(self, problem: Problem, params: SolveParams) -> SatSession:
         """Load ``problem``'s constraints (not its objective) into a fresh solver."""
-
-    def solve(self, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
-        """Minimise by the shared bound search over :meth:`open_session`'s session."""
-        from .search import minimize
-
-        return minimize(self, problem, params, report)

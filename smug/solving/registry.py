@@ -36,15 +36,15 @@ ENTRY_POINT_GROUP = "smug.backends"
 # name -> (module, class name, options); imported lazily so a missing solver never breaks import smug
 _BUILTIN: dict[str, tuple[str, str, dict[str, Any]]] = {
     "z3": ("smug.backends.z3", "Z3Backend", {}),
-    "z3:original": ("smug.backends.z3", "Z3OriginalBackend", {}),
+    "z3:original": ("smug.backends.z3_original", "Z3OriginalBackend", {}),
     "pysmt:msat": ("smug.backends.pysmt", "PySMTBackend", {"solver": "msat"}),
     "pysmt:z3": ("smug.backends.pysmt", "PySMTBackend", {"solver": "z3"}),
     "pysmt:cvc5": ("smug.backends.pysmt", "PySMTBackend", {"solver": "cvc5"}),
     "pysmt:yices": ("smug.backends.pysmt", "PySMTBackend", {"solver": "yices"}),
-    "ortools:scip": ("smug.backends.ortools", "ORToolsMILPBackend", {"solver": "SCIP"}),
-    "ortools:highs": ("smug.backends.ortools", "ORToolsMILPBackend", {"solver": "HIGHS"}),
-    "ortools:cbc": ("smug.backends.ortools", "ORToolsMILPBackend", {"solver": "CBC"}),
-    "ortools:cpsat": ("smug.backends.ortools", "ORToolsCPSATBackend", {}),
+    "ortools:scip": ("smug.backends.ortools_milp", "ORToolsMILPBackend", {"solver": "SCIP"}),
+    "ortools:highs": ("smug.backends.ortools_milp", "ORToolsMILPBackend", {"solver": "HIGHS"}),
+    "ortools:cbc": ("smug.backends.ortools_milp", "ORToolsMILPBackend", {"solver": "CBC"}),
+    "ortools:cpsat": ("smug.backends.ortools_cpsat", "ORToolsCPSATBackend", {}),
 }
 
 _REGISTERED: dict[str, Callable[..., Backend]] = {}

@@ -1,156 +1,197 @@
-"""The one optimisation routine for backends that only decide satisfiability.
+"""The one optimisation routine for backends that only decide satisfiability, in exact arithmetic.
 
-:func:`minimize` turns bounded satisfiability checks (``objective <= k``) into
-minimisation:
+:func:`minimize` turns bounded satisfiability checks into minimisation; every
+bound it asks about and every objective it compares is an exact rational
+(:class:`~fractions.Fraction`), so it claims ``OPTIMAL`` only after a check
+came back ``unsat`` for "anything better than the incumbent":
 
-* **binary** search (default for integral objectives, such as mask counts or
-  areas in pixels): the bound is halved between the best proven lower bound and
-  the best solution; each ``unsat`` raises the lower bound, each ``sat`` lowers
-  the incumbent.
-* **linear** (solution-improving) search: each model's objective minus one (or,
-  for real objectives, a strict ``<``) is the next bound; it ends at the first
-  ``unsat``.
+* **integral objectives** (integer coefficients on binaries, such as mask
+  counts or areas): ``binary`` search halves the interval between the proven
+  lower bound and the incumbent, ``linear`` search asks for ``objective <= best - 1``;
+  optimal when the lower bound reaches the incumbent.
+* **real objectives**: ``binary`` search bisects (each ``unsat`` of
+  ``objective <= k`` proves the optimum above ``k``) until the interval is
+  small, then asks ``objective < best`` with the incumbent's *exact*
+  objective; ``linear`` search asks that strict question every time.  Only an
+  ``unsat`` answer to it proves optimality.
 
-Real-valued objectives bisect until the interval is small, then prove
-optimality with one strict check ``objective < best``, so the answer is exact.
-Every improving model is reported at once, so a solve stopped by the hard time
-limit keeps its best.  Sessions keep the base constraints loaded and add each
-bound in a push/pop scope, so the solver's learnt clauses carry over.
+A model whose exact objective does not satisfy the bound it was asked for
+means the solver (or its model) is wrong: the search stops with the best
+solution as ``FEASIBLE`` and says so; it never turns that into a proof.
+Every improving model is reported at once, so a solve stopped by the hard
+time limit keeps its best.  Incremental sessions keep the base constraints
+loaded and add each bound in a push/pop scope.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from fractions import Fraction
 
 import numpy as np
 
 from ..errors import ValidationError
 from ..ir import Problem
-from .contract import Incumbent, Reporter, SatBackend, Solution, SolveParams, Status
+from ..ir.exact import fraction_to_float_down, objective, trivial_lower_bound
+from .contract import SEARCH_STRATEGIES, Incumbent, Reporter, SatBackend, SatSession, Solution, SolveParams, Status
+from .deadline import Deadline
 
-__all__ = ["minimize", "trivial_lower_bound", "SEARCH_STRATEGIES"]
+__all__ = ["minimize", "SEARCH_STRATEGIES"]
 
-SEARCH_STRATEGIES = ("auto", "binary", "linear")
-
-
-def trivial_lower_bound(problem: Problem) -> float:
-    """The smallest value the objective can take inside the variable bounds."""
-    c = problem.objective
-    return float(np.minimum(c * problem.lb, c * problem.ub).sum() + problem.objective_constant)
+#: A real objective's interval is bisected until it is this small (relative), then closed by a strict check.
+_CLOSE = 1e-7
 
 
-def minimize(backend: SatBackend, problem: Problem, params: SolveParams, report: Reporter) -> Solution:
+def minimize(
+    backend: SatBackend,
+    problem: Problem,
+    params: SolveParams,
+    report: Reporter,
+    *,
+    start: Incumbent | None = None,
+    lower: Fraction | None = None,
+) -> Solution:
     """Minimise ``problem``'s objective with ``backend``'s satisfiability sessions.
 
-    The strategy comes from ``backend.options["search"]`` (``"auto"``,
-    ``"binary"`` or ``"linear"``).  Returns a :class:`Solution` whose ``bound``
-    is the best proven lower bound; ``stats["checks"]`` counts the queries.
+    Args:
+        backend: a :class:`SatBackend`; ``backend.options["search"]`` picks the
+            strategy (``"auto"`` = ``"binary"``, or ``"linear"``).
+        problem: the problem (its constraints go into the session).
+        params: time limit, seed, ...
+        report: called with every improving solution.
+        start: an exactly feasible solution to start from (skips the first check).
+        lower: a proven lower bound on the optimum (for example from cuts).
+
+    Returns:
+        A :class:`Solution` with ``exact_objective`` and ``exact_bound`` (the best
+        proven lower bound); ``stats["checks"]`` counts the queries.
     """
     strategy = backend.options.get("search", "auto")
     if strategy not in SEARCH_STRATEGIES:
         raise ValidationError(f"unknown search strategy {strategy!r}; choose one of {SEARCH_STRATEGIES}")
-    integral = problem.objective_is_integral
     if strategy == "auto":
         strategy = "binary"
-
+    integral = problem.objective_is_integral
+    deadline = Deadline(params.time_limit)
     t0 = time.perf_counter()
-    deadline = None if params.time_limit is None else t0 + params.time_limit
-
-    def remaining() -> float | None:
-        return None if deadline is None else max(0.0, deadline - time.perf_counter())
-
-    session = backend.open_session(problem, params)
+    incremental = backend.capabilities.incremental
+    session: SatSession | None = backend.open_session(problem, params) if incremental else None
     build_time = time.perf_counter() - t0
     t1 = time.perf_counter()
-    checks = 0
-    lower = trivial_lower_bound(problem)
+    lo = trivial_lower_bound(problem)
+    if lower is not None:
+        lo = max(lo, lower)
     if integral:
-        lower = math.ceil(lower - 1e-9)
+        lo = Fraction(math.ceil(lo))
+    checks = 0
     best: np.ndarray | None = None
-    best_obj: float | None = None
+    best_q: Fraction | None = None
+    best_rat: list[Fraction] | None = None
+    stats: dict[str, object] = {"search": strategy}
+
+    def ask(bound: Fraction | None, strict: bool) -> tuple[str, SatSession]:
+        nonlocal checks, session
+        checks += 1
+        s = session if session is not None else backend.open_session(problem, params)
+        res = s.check(bound, deadline.remaining(), strict)
+        if session is None:
+            stats.update(getattr(s, "stats", {}) or {})
+        return res, s
+
+    def take(s: SatSession) -> tuple[np.ndarray, list[Fraction] | None, Fraction]:
+        x = np.asarray(s.model(), dtype=np.float64)
+        rat = s.exact_model()
+        q = objective(problem, x, rat)
+        if session is None:
+            s.close()
+        return x, rat, q
 
     def finish(status: Status, message: str = "") -> Solution:
-        session.close()
-        sol = Solution(
+        if session is not None:
+            stats.update(getattr(session, "stats", {}) or {})
+            session.close()
+        proven = None if status == Status.INFEASIBLE else lo
+        stats["checks"] = checks
+        return Solution(
             status=status,
             assignment=best,
-            objective=best_obj,
-            bound=None if status == Status.INFEASIBLE else lower,
+            objective=None if best_q is None else float(best_q),
+            bound=None if proven is None else fraction_to_float_down(proven),
+            exact_objective=best_q,
+            exact_bound=proven,
+            rational=best_rat,
             build_time=build_time,
             solve_time=time.perf_counter() - t1,
             message=message,
-            stats={"checks": checks, "search": strategy},
+            stats=stats,
         )
-        return sol
 
-    def timed_out() -> bool:
-        return deadline is not None and time.perf_counter() >= deadline
+    def improve(x: np.ndarray, rat: list[Fraction] | None, q: Fraction) -> None:
+        nonlocal best, best_q, best_rat
+        best, best_q, best_rat = x, q, rat
+        report(Incumbent(x, float(q), fraction_to_float_down(lo), q, rat))
 
-    # first any solution
-    checks += 1
-    res = session.check(None, remaining())
-    if res == "unsat":
-        return finish(Status.INFEASIBLE, "no assignment satisfies the constraints")
-    if res != "sat":
-        return finish(Status.stopped(False, timed_out()), f"solver answered {res!r} before any solution")
-    best = session.model()
-    best_obj = problem.objective_value(best)
-    report(Incumbent(best, best_obj, lower))
+    if start is not None:
+        q0 = start.exact_objective if start.exact_objective is not None else objective(problem, start.assignment)
+        best, best_q, best_rat = np.asarray(start.assignment, dtype=np.float64), q0, start.rational
+    else:
+        res, s = ask(None, False)
+        if res == "unsat":
+            return finish(Status.INFEASIBLE, "no assignment satisfies the constraints")
+        if res != "sat":
+            return finish(Status.stopped(False, deadline.expired()), f"solver answered {res!r} before any solution")
+        improve(*take(s))
 
     while True:
-        if timed_out():
+        assert best_q is not None
+        if best_q <= lo:
+            return finish(Status.OPTIMAL)
+        if deadline.expired():
             return finish(Status.FEASIBLE, "time limit reached")
         if integral:
-            if best_obj <= lower:
+            k = best_q - 1 if strategy == "linear" else Fraction(math.floor((lo + best_q - 1) / 2))
+            k = max(k, lo)
+            res, s = ask(k, False)
+            if res == "unsat":
+                lo = k + 1
+                continue
+            if res != "sat":
+                return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
+            x, rat, q = take(s)
+            if q > k:
+                return finish(
+                    Status.FEASIBLE, f"the solver's model has objective {q}, above the bound {k} it was asked for"
+                )
+            improve(x, rat, q)
+            continue
+        close = best_q - lo <= Fraction(_CLOSE) * max(Fraction(1), abs(best_q))
+        if strategy == "linear" or close:
+            res, s = ask(best_q, True)
+            if res == "unsat":
+                lo = best_q
                 return finish(Status.OPTIMAL)
-            k = best_obj - 1 if strategy == "linear" else math.floor((lower + best_obj - 1) / 2)
-            k = max(k, lower)
-            checks += 1
-            res = session.check(float(k), remaining())
-            if res == "sat":
-                best = session.model()
-                best_obj = problem.objective_value(best)
-                report(Incumbent(best, best_obj, lower))
-            elif res == "unsat":
-                lower = k + 1
-            else:
+            if res != "sat":
                 return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
-        else:
-            tol = 1e-7 * max(1.0, abs(best_obj))
-            if strategy == "linear" or best_obj - lower <= tol:
-                checks += 1
-                res = session.check(best_obj, remaining(), strict=True)
-                if res == "unsat":
-                    lower = best_obj
-                    return finish(Status.OPTIMAL)
-            else:
-                k = (lower + best_obj) / 2
-                checks += 1
-                res = session.check(k, remaining())
-                if res == "unsat":
-                    lower = k
-                    continue
-            if res == "sat":
-                m = session.model()
-                v = problem.objective_value(m)
-                if v >= best_obj:
-                    # the float ``best_obj`` may round the incumbent's exact objective up, so the strict
-                    # check can return the incumbent again: ask below the next float down instead
-                    checks += 1
-                    res = session.check(math.nextafter(best_obj, -math.inf), remaining())
-                    if res == "unsat":
-                        lower = best_obj
-                        return finish(Status.OPTIMAL)
-                    if res != "sat":
-                        return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
-                    m = session.model()
-                    v = problem.objective_value(m)
-                if v < best_obj:
-                    best, best_obj = m, v
-                    report(Incumbent(best, best_obj, lower))
-                else:  # below the float under best_obj, yet not lower in floats: equal up to rounding
-                    lower = best_obj
-                    return finish(Status.OPTIMAL, "optimal up to float rounding of the model's objective")
-            else:
-                return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
+            x, rat, q = take(s)
+            if q >= best_q:
+                return finish(
+                    Status.FEASIBLE, f"the solver's model has objective {q}, not below the incumbent's {best_q}"
+                )
+            improve(x, rat, q)
+            continue
+        k = Fraction((float(lo) + float(best_q)) / 2)
+        if not lo < k < best_q:
+            k = (lo + best_q) / 2
+        res, s = ask(k, False)
+        if res == "unsat":
+            lo = k  # no solution at or below k: the optimum is above it
+            continue
+        if res != "sat":
+            return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
+        x, rat, q = take(s)
+        if q > k:
+            return finish(
+                Status.FEASIBLE, f"the solver's model has objective {q}, above the bound {k} it was asked for"
+            )
+        improve(x, rat, q)

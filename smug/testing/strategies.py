@@ -15,14 +15,17 @@ readable counterexamples.  Typical use::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ..ir import GE, LE, Problem, ProblemBuilder
+from ..ir.exact import fraction_to_float_down, fraction_to_float_up
 
 __all__ = [
     "coefficients",
@@ -31,6 +34,7 @@ __all__ = [
     "ReluCase",
     "assignments",
     "untie",
+    "hostile_problems",
     "MAX_UNTIE_VARS",
 ]
 
@@ -226,3 +230,133 @@ def assignments(draw: st.DrawFn, problem: Problem) -> np.ndarray:
         else:
             x[j] = draw(st.floats(problem.lb[j], problem.ub[j], allow_nan=False, allow_subnormal=False))
     return x
+
+
+# --------------------------------------------------------------------- hostile problems
+def _hostile_value(draw: st.DrawFn, lo_exp: int = -7, hi_exp: int = 6) -> float:
+    """A coefficient whose magnitude is anywhere from ``10**lo_exp`` to ``10**hi_exp``, sometimes a round one."""
+    kind = draw(st.sampled_from(["wide", "wide", "round", "dyadic", "subnormal"]))
+    sign = draw(st.sampled_from([1.0, -1.0]))
+    if kind == "round":
+        return sign * float(draw(st.sampled_from([1, 2, 3, 10, 1e6, 1e-7])))
+    if kind == "dyadic":
+        return sign * draw(st.integers(1, 64)) / 8.0
+    if kind == "subnormal":
+        return sign * draw(st.sampled_from([5e-324, 1e-310, 2.5e-308]))
+    e = draw(st.floats(lo_exp, hi_exp, allow_nan=False))
+    m = draw(st.floats(1.0, 9.999, allow_nan=False))
+    return sign * float(m * 10.0**e)
+
+
+def _tie_rhs(draw: st.DrawFn, activity: Fraction, scale: float) -> float:
+    """A right-hand side at, or within a few ulps or 1e-12 of, a value some point's row takes."""
+    f = float(activity)
+    how = draw(st.sampled_from(["tie", "tie", "up", "down", "rel_up", "rel_down"]))
+    if how == "up":
+        return math.nextafter(f, math.inf)
+    if how == "down":
+        return math.nextafter(f, -math.inf)
+    if how == "rel_up":
+        return f + 1e-12 * max(1.0, abs(scale))
+    if how == "rel_down":
+        return f - 1e-12 * max(1.0, abs(scale))
+    return f
+
+
+def _margin(draw: st.DrawFn, rhs: float) -> float:
+    return float(draw(st.sampled_from([5e-324, 1e-12, 1e-12 * max(1.0, abs(rhs)), 1e-9, 1e-6, 1e-3])))
+
+
+@st.composite
+def hostile_problems(
+    draw: st.DrawFn,
+    *,
+    min_vars: int = 1,
+    max_vars: int = 10,
+    max_rows: int = 5,
+    relu: bool | None = None,
+    equalities: bool = True,
+) -> Problem:
+    """Small problems built to break float arithmetic: every backend must still answer them exactly.
+
+    Coefficients from ``1e-7`` to ``1e6`` (and subnormals); right-hand sides on,
+    or within an ulp or ``1e-12`` of, the value a random 0/1 point gives the row
+    (near-ties); strict rows with margins down to the smallest subnormal;
+    ``<=``, ``>=`` and equality rows; count, integer and real objectives with
+    constants; and (``relu=True``, or drawn) a tiny ReLU network over the mask
+    with hostile weights, its pre-activations tied to the mask by equality rows
+    and its output by a near-tie row.  Some problems are infeasible.  Small
+    enough for the exact oracle (:func:`smug.testing.brute.brute_force`).
+    """
+    with_relu = draw(st.booleans()) if relu is None else relu
+    n = draw(st.integers(min_vars, max_vars if not with_relu else min(max_vars, 6)))
+    extra = 0 if with_relu else draw(st.integers(0, 2))
+    nb = n + extra
+    b = ProblemBuilder()
+    mv = b.add_mask(n)
+    xb = b.add_binary(extra) if extra else np.zeros(0, dtype=np.int64)
+    bins = np.concatenate([mv, xb])
+    point = np.array(draw(st.lists(st.integers(0, 1), min_size=nb, max_size=nb)), dtype=np.int64)
+    k = draw(st.integers(0 if with_relu else 1, max_rows))
+    for _ in range(k):
+        dense = draw(st.booleans())
+        row = np.zeros(nb)
+        for j in range(nb):
+            if dense or draw(st.booleans()):
+                row[j] = _hostile_value(draw)
+        if not row.any():
+            row[draw(st.integers(0, nb - 1))] = _hostile_value(draw)
+        sense = draw(st.sampled_from([">=", ">=", "<="] + (["=="] if equalities else [])))
+        act = sum((Fraction(float(a)) * int(v) for a, v in zip(row, point)), Fraction(0))
+        if sense == "==":
+            row = np.round(row) + (row == 0)  # integral coefficients: an equality that may hold
+            row[np.abs(row) > 1e6] = 1.0
+            act = sum((Fraction(float(a)) * int(v) for a, v in zip(row, point)), Fraction(0))
+            b.add_rows(row[None, :], "==", [float(act) + draw(st.sampled_from([0.0, 0.0, 1.0]))], cols=bins)
+            continue
+        rhs = _tie_rhs(draw, act, float(np.abs(row).sum()))
+        strict = draw(st.booleans())
+        margin = _margin(draw, rhs) if strict else 0.0
+        if strict and draw(st.booleans()):  # put the tie on the effective right-hand side
+            rhs = rhs - margin if sense == ">=" else rhs + margin
+        b.add_rows(row[None, :], sense, [rhs], strict=[strict], margin=[margin], cols=bins)
+    if with_relu:
+        hidden = draw(st.integers(1, 3))
+        W = np.array([[_hostile_value(draw, -3, 6) for _ in range(n)] for _ in range(hidden)])
+        bias = np.array([_hostile_value(draw, -3, 6) for _ in range(hidden)])
+        # exact interval bounds of h = W m + bias over m in {0,1}^n, rounded outward
+        lo_q = [
+            Fraction(float(bias[i])) + sum((Fraction(float(w)) for w in W[i] if w < 0), Fraction(0))
+            for i in range(hidden)
+        ]
+        hi_q = [
+            Fraction(float(bias[i])) + sum((Fraction(float(w)) for w in W[i] if w > 0), Fraction(0))
+            for i in range(hidden)
+        ]
+        h_lb = np.array([fraction_to_float_down(q) for q in lo_q])
+        h_ub = np.array([fraction_to_float_up(q) for q in hi_q])
+        hv = b.add_real(h_lb, h_ub)
+        yv = b.add_real(np.maximum(h_lb, 0.0), np.maximum(h_ub, 0.0))
+        b.add_rows(np.hstack([-W, np.eye(hidden)]), "==", bias, cols=np.concatenate([mv, hv]))
+        b.add_relu(yv, hv, h_lb, h_ub)
+        v = np.array([_hostile_value(draw, -2, 3) for _ in range(hidden)])
+        hq = [
+            Fraction(float(bias[i])) + sum((Fraction(float(W[i, j])) * int(point[j]) for j in range(n)), Fraction(0))
+            for i in range(hidden)
+        ]
+        act = sum((Fraction(float(v[i])) * max(Fraction(0), hq[i]) for i in range(hidden)), Fraction(0))
+        sense = draw(st.sampled_from([">=", "<="]))
+        b.add_rows(v[None, :], sense, [_tie_rhs(draw, act, float(np.abs(v).sum()))], cols=yv)
+    kind = draw(st.sampled_from(["count", "integer", "real", "mixed"]))
+    if kind == "count":
+        c = np.ones(nb)
+    elif kind == "integer":
+        c = np.array(draw(st.lists(st.integers(-2, 9), min_size=nb, max_size=nb)), dtype=np.float64)
+    elif kind == "real":
+        c = np.array([abs(_hostile_value(draw, -3, 3)) for _ in range(nb)])
+    else:
+        c = np.array([_hostile_value(draw, -3, 3) for _ in range(nb)])
+    constant = float(draw(st.sampled_from([0.0, 0.0, 2.0, -1.5, 1e-9])))
+    b.set_objective(bins, c, constant=constant)
+    b.metadata["strategy"] = "hostile_problems"
+    return b.build()
