@@ -412,7 +412,7 @@ def test_unknown_solver_and_options_are_rejected() -> None:
         assert repr(s) in str(exc.value) or s in str(exc.value)
     with pytest.raises(ValidationError):
         PySMTBackend(solver="cvc5", encoding="bogus")
-    with pytest.raises(ValidationError, match="unknown PySMT backend option"):
+    with pytest.raises(ValidationError, match="unknown option.*serach.*solver, search, encoding"):
         PySMTBackend(solver="cvc5", serach="linear")
     b = ProblemBuilder()
     m = b.add_mask(2)

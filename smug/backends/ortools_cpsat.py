@@ -81,11 +81,11 @@ class ORToolsCPSATBackend(Backend):
         hints=True,
     )
 
+    OPTIONS = ("rounding", "coef_bits")
+    INSTALL = "pip install ortools"
+
     def __init__(self, name: str | None = None, **options: Any) -> None:
         super().__init__(name=name or "ortools:cpsat", **options)
-        unknown = set(options) - {"coef_bits", "rounding"}
-        if unknown:
-            raise ConfigError(f"unknown option(s) {sorted(unknown)} for {self.name!r}; known: rounding, coef_bits")
         bits = options.get("coef_bits", DEFAULT_BITS)
         if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 8 <= bits <= 60:
             raise ConfigError(f"coef_bits must be an integer in 8..60, got {bits!r}")
@@ -95,10 +95,6 @@ class ORToolsCPSATBackend(Backend):
     def version(self) -> str | None:
         """``"ortools <version> / CP-SAT"``, or ``None`` when OR-Tools (or its CP-SAT module) is missing."""
         return _cpsat_version()
-
-    def install_hint(self) -> str:
-        """``pip install ortools``."""
-        return "pip install ortools"
 
     def solve(
         self, problem: Problem, params: SolveParams, report: Reporter, hint: np.ndarray | None = None

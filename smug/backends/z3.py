@@ -1,40 +1,31 @@
 """``z3``: z3 through its Python API, on the SMT-LIB2 text of :mod:`smug.ir.export`.
 
-The problem is lowered with :func:`smug.ir.export.smtlib2_lowering` (every
-number the exact rational its float denotes) and parsed by z3 in one call
-(building hundreds of thousands of terms through the Python API costs seconds;
-the text costs a fraction of that).  z3's answers are exact; models are read
-back with exact rationals for real variables.
+The problem is lowered by :func:`smug.ir.export.smtlib2_lowering` (every number
+the exact rational its float denotes) and parsed by z3 in one call, which is
+far faster than building terms through the Python API.  Models are read back
+with exact rationals.  Encodings (``encoding=``; docs/backends.md and
+``bench/z3_encodings.py`` have the measurements):
 
-Encodings (the ``encoding=`` option; ``bench/z3_encodings.py`` measures them):
+* ``"pb"`` (default): ``Optimize`` on the SMT core (``enable_sat=False``); rows
+  over binaries become pseudo-Boolean ``(_ pbge ...)`` constraints while their
+  exactly scaled coefficients fit in 2**30 (z3 5.4 gets larger ones wrong),
+  other rows exact linear real arithmetic; the objective a pseudo-Boolean sum.
+* ``"maxsat"``: the objective as weighted soft constraints; ``"pb-sat"``: on the
+  SAT core; ``"ite"``: every row linear real arithmetic; ``"int"``: Int 0/1
+  variables and integer rows; ``"bound"``: a plain ``Solver`` session, minimised
+  by the shared exact search (``search=``).
 
-* ``"pb"`` (the default): ``Optimize`` on z3's SMT core (``enable_sat=False``);
-  binaries are Bool; rows over binaries only become pseudo-Boolean
-  ``(_ pbge ...)`` constraints while their exactly scaled coefficients fit in
-  2**30 (z3 5.4 gets larger ones wrong), other rows exact linear real
-  arithmetic; the objective is minimised as a pseudo-Boolean sum (z3 turns it
-  into weighted MaxSAT).
-* ``"maxsat"``: as ``"pb"``, the objective as weighted soft constraints.
-* ``"pb-sat"``: as ``"pb"`` on z3's SAT core (slow here; it overruns its
-  ``timeout``, so a watchdog interrupts it).
-* ``"ite"``: every row linear real arithmetic over ``(ite b c 0)`` terms.
-* ``"int"``: Int variables in ``[0, 1]``, rows over binaries exactly scaled integer rows.
-* ``"bound"``: a plain ``Solver`` session; the shared exact bound search of
-  :mod:`smug.solving.search` minimises (``search=`` picks ``"binary"`` or ``"linear"``).
-
-The shared reductions (presolve, implied cardinality cuts, the greedy start,
-passed to z3 as initial values with ``hint=True``) run in ``smug.solve``.
-Other options: ``z3_params`` (a dict of extra z3 parameters).  z3's
-``Optimize.set`` re-reads some settings (``enable_sat``) from its latest call
-only, so all parameters go into one ``set`` call.  Time limits: z3's
-``timeout`` plus a watchdog thread that interrupts the context at the limit;
-seeds: ``smt.random_seed`` and ``sat.random_seed``; ``threads`` must be 1.
+Options: ``hint`` (the greedy start as initial values), ``z3_params`` (extra z3
+parameters; all go into one ``Optimize.set`` call, since z3 re-reads some
+settings from its latest call only).  Limits: z3's ``timeout`` plus a watchdog
+that interrupts the context; seeds ``smt.random_seed``, ``sat.random_seed``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from fractions import Fraction
 from typing import Any
@@ -57,7 +48,16 @@ from ..solving.contract import (
 )
 from ..solving.deadline import Deadline
 
-__all__ = ["Z3Backend", "ENCODINGS", "DEFAULT_ENCODING", "z3_version", "Interrupt", "configure", "z3_value"]
+__all__ = [
+    "Z3Backend",
+    "ENCODINGS",
+    "DEFAULT_ENCODING",
+    "z3_version",
+    "Interrupt",
+    "configure",
+    "z3_value",
+    "run_optimize",
+]
 
 #: The encodings :class:`Z3Backend` offers (see the module docstring).
 ENCODINGS: tuple[str, ...] = ("pb", "maxsat", "pb-sat", "ite", "int", "bound")
@@ -75,7 +75,6 @@ _ENCODING_PARAMS: dict[str, dict[str, Any]] = {
     "bound": {},
 }
 
-_OPTIONS = ("encoding", "hint", "search", "z3_params")
 _PB_LIMIT = 2**30
 
 
@@ -160,6 +159,88 @@ def z3_value(z3: Any, v: Any) -> Fraction:
     raise ValueError(f"cannot read z3 value {v}")
 
 
+def run_optimize(
+    z3: Any,
+    ctx: Any,
+    opt: Any,
+    handle: Any,
+    read: Callable[[Any], tuple[np.ndarray, list[Fraction] | None]],
+    const: Fraction,
+    problem: Problem,
+    params: SolveParams,
+    report: Reporter,
+    t0: float,
+    extra: dict[str, Any],
+    stats: dict[str, Any],
+) -> Solution:
+    """Configure, check (under the watchdog) and lift an ``Optimize`` built for ``problem``: both z3 backends.
+
+    ``read`` turns a model into ``(floats, rationals)``; ``const`` is added to
+    z3's objective bounds.  ``sat`` is ``optimal`` (after confirming z3 closed
+    its bounds), ``unsat`` is ``infeasible``, anything else the best model seen
+    with z3's lower bound.
+    """
+    deadline = Deadline(params.time_limit, t0)
+    build_time = time.perf_counter() - t0
+    remaining = deadline.remaining()
+    configure(z3, opt, params, remaining, extra)
+    best: list[Any] = [None, None, None]  # x, rational, exact objective
+
+    def consider(xr: tuple[np.ndarray, list[Fraction] | None]) -> None:
+        x, rat = xr
+        q = objective(problem, x, rat)
+        if best[2] is None or q < best[2]:
+            best[:] = [x, rat, q]
+            report(Incumbent(x, float(q), None, q, rat))
+
+    def on_model(m: Any) -> None:
+        try:
+            consider(read(m))
+        except Exception:  # noqa: BLE001 - a callback must never break the solver
+            pass
+
+    opt.set_on_model(on_model)
+    t1 = time.perf_counter()
+    watchdog = Interrupt(ctx, remaining)
+    res = z3.unknown if remaining is not None and remaining <= 0 else watchdog.check(z3, opt)
+    times = {"build_time": build_time, "solve_time": time.perf_counter() - t1, "stats": stats}
+    if res == z3.unsat:
+        return Solution(Status.INFEASIBLE, message="z3 proved that no assignment satisfies the constraints", **times)
+    lo, hi = _bounds(z3, opt, handle)
+    if res == z3.sat:
+        consider(read(opt.model()))
+        if lo is None or hi is None or lo >= hi:
+            q = best[2]
+            return Solution(
+                Status.OPTIMAL, best[0], float(q), exact_objective=q, exact_bound=q, rational=best[1], **times
+            )
+        status, message = Status.FEASIBLE, "z3 answered sat without closing the objective bounds"  # never seen
+    else:
+        reason = opt.reason_unknown() if remaining is None or remaining > 0 else "timeout"
+        stats["reason_unknown"] = reason
+        try:
+            consider(read(opt.model()))  # checked exactly by smug.solve: an interrupted model may be no solution
+        except Exception:  # noqa: BLE001 - no model at all
+            pass
+        found = best[0] is not None
+        status = Status.stopped(found, watchdog.hit_limit(reason, remaining, times["solve_time"]))
+        message = f"z3 stopped ({reason})" + ("; best solution found returned" if found else " before any solution")
+    bound = None if lo is None else lo + const
+    if bound is not None and best[2] is not None:
+        bound = min(bound, best[2])
+    q = best[2]
+    return Solution(
+        status,
+        best[0],
+        None if q is None else float(q),
+        exact_objective=q,
+        exact_bound=bound,
+        rational=best[1],
+        message=message,
+        **times,
+    )
+
+
 class _Reader:
     """Reads z3 models back: one float per variable and the exact values of the real ones."""
 
@@ -209,14 +290,11 @@ class Z3Backend(SatBackend):
         hints=True,
     )
 
+    OPTIONS = ("encoding", "hint", "search", "z3_params")
+    INSTALL = "pip install z3-solver"
+
     def __init__(self, name: str | None = None, **options: Any) -> None:
         super().__init__(name, **options)
-        unknown = sorted(set(options) - set(_OPTIONS))
-        if unknown:
-            raise ValidationError(
-                f"unknown z3 backend option(s) {unknown}; the options are {list(_OPTIONS)} "
-                "(presolve=, cuts=, greedy= are smug.solve's own keywords)"
-            )
         enc = options.get("encoding", DEFAULT_ENCODING)
         if enc not in ENCODINGS:
             raise ValidationError(f"unknown z3 encoding {enc!r}; choose one of {', '.join(repr(e) for e in ENCODINGS)}")
@@ -233,10 +311,6 @@ class Z3Backend(SatBackend):
         """z3's version string, or ``None`` when z3 is not installed."""
         return z3_version()
 
-    def install_hint(self) -> str:
-        """The pip command that installs z3."""
-        return "pip install z3-solver"
-
     def solve(
         self, problem: Problem, params: SolveParams, report: Reporter, hint: np.ndarray | None = None
     ) -> Solution:
@@ -244,7 +318,6 @@ class Z3Backend(SatBackend):
         import z3
 
         t0 = time.perf_counter()
-        deadline = Deadline(params.time_limit)
         enc = self.encoding
         low = smtlib2_lowering(
             problem, encoding="pb" if enc in ("maxsat", "pb-sat") else enc, names=False, pb_limit=_PB_LIMIT
@@ -284,92 +357,9 @@ class Z3Backend(SatBackend):
                     opt.set_initial_value(
                         t, z3.IntVal(val, ctx) if low.encoding == "int" else z3.BoolVal(bool(val), ctx)
                     )
-        build_time = time.perf_counter() - t0
-        remaining = deadline.remaining()
-        configure(z3, opt, params, remaining, {**_ENCODING_PARAMS[enc], **self.z3_params})
-        best: list[Any] = [None, None, None]  # x, rational, exact objective
-
-        def consider(xr: tuple[np.ndarray, list[Fraction] | None]) -> None:
-            x, rat = xr
-            q = objective(problem, x, rat)
-            if best[2] is None or q < best[2]:
-                best[:] = [x, rat, q]
-                report(Incumbent(x, float(q), None, q, rat))
-
-        def on_model(m: Any) -> None:
-            try:
-                consider(reader.read(m))
-            except Exception:  # noqa: BLE001 - a callback must never break the solver
-                pass
-
-        opt.set_on_model(on_model)
-        t1 = time.perf_counter()
-        watchdog = Interrupt(ctx, remaining)
-        res = z3.unknown if remaining is not None and remaining <= 0 else watchdog.check(z3, opt)
-        solve_time = time.perf_counter() - t1
         stats = {"encoding": enc, "pb_rows": low.n_pb_rows, "arith_rows": low.n_arith_rows}
-        if res == z3.sat:
-            x, rat = reader.read(opt.model())
-            q = objective(problem, x, rat)
-            lo, hi = _bounds(z3, opt, handle)
-            if lo is not None and hi is not None and lo < hi:  # never seen; kept so "sat" can only mean proven
-                consider((x, rat))
-                return Solution(
-                    Status.FEASIBLE,
-                    best[0],
-                    float(best[2]),
-                    exact_objective=best[2],
-                    rational=best[1],
-                    exact_bound=lo + const_total,
-                    build_time=build_time,
-                    solve_time=solve_time,
-                    stats=stats,
-                    message="z3 answered sat without closing the objective bounds",
-                )
-            return Solution(
-                Status.OPTIMAL,
-                x,
-                float(q),
-                exact_objective=q,
-                exact_bound=q,
-                rational=rat,
-                build_time=build_time,
-                solve_time=solve_time,
-                stats=stats,
-            )
-        if res == z3.unsat:
-            return Solution(
-                Status.INFEASIBLE,
-                build_time=build_time,
-                solve_time=solve_time,
-                message="z3 proved that no assignment satisfies the constraints",
-                stats=stats,
-            )
-        reason = opt.reason_unknown() if remaining is None or remaining > 0 else "timeout"
-        try:
-            consider(reader.read(opt.model()))
-        except Exception:  # noqa: BLE001 - no model at all
-            pass
-        lo, _ = _bounds(z3, opt, handle)
-        bound = None if lo is None else lo + const_total
-        if bound is not None and best[2] is not None:
-            bound = min(bound, best[2])
-        stats["reason_unknown"] = reason
-        found = best[0] is not None
-        return Solution(
-            Status.stopped(found, watchdog.hit_limit(reason, remaining, solve_time)),
-            best[0],
-            None if best[2] is None else float(best[2]),
-            exact_objective=best[2],
-            rational=best[1],
-            exact_bound=bound,
-            build_time=build_time,
-            solve_time=solve_time,
-            message=f"z3 stopped ({reason}); best solution found returned"
-            if found
-            else f"z3 stopped ({reason}) before any solution",
-            stats=stats,
-        )
+        extra = {**_ENCODING_PARAMS[enc], **self.z3_params}
+        return run_optimize(z3, ctx, opt, handle, reader.read, const_total, problem, params, report, t0, extra, stats)
 
     def open_session(self, problem: Problem, params: SolveParams) -> SatSession:
         """A z3 ``Solver`` holding the constraints (``"pb"`` encoding); bounds are pushed and popped."""

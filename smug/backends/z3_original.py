@@ -18,12 +18,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import ValidationError
 from ..ir import GE, LE, Problem
-from ..ir.exact import exact_rhs, objective
-from ..solving.contract import Backend, Capabilities, Incumbent, Reporter, Solution, SolveParams, Status
-from ..solving.deadline import Deadline
-from .z3 import Interrupt, configure, z3_value, z3_version
+from ..ir.exact import exact_rhs
+from ..solving.contract import Backend, Capabilities, Reporter, Solution, SolveParams
+from .z3 import run_optimize, z3_value, z3_version
 
 __all__ = ["Z3OriginalBackend"]
 
@@ -44,18 +42,15 @@ class Z3OriginalBackend(Backend):
         reductions=frozenset(),
     )
 
+    OPTIONS = ()
+    INSTALL = "pip install z3-solver"
+
     def __init__(self, name: str | None = None, **options: Any) -> None:
         super().__init__(name or "z3:original", **options)
-        if options:
-            raise ValidationError(f"z3:original takes no options, got {sorted(options)}")
 
     def version(self) -> str | None:
         """z3's version string, or ``None`` when z3 is not installed."""
         return z3_version()
-
-    def install_hint(self) -> str:
-        """The pip command that installs z3."""
-        return "pip install z3-solver"
 
     def solve(
         self, problem: Problem, params: SolveParams, report: Reporter, hint: np.ndarray | None = None
@@ -64,7 +59,6 @@ class Z3OriginalBackend(Backend):
         import z3
 
         t0 = time.perf_counter()
-        deadline = Deadline(params.time_limit)
         ctx = z3.Context()
         opt = z3.Optimize(ctx=ctx)
         n = problem.n_vars
@@ -108,73 +102,10 @@ class Z3OriginalBackend(Backend):
             prods = [z3.RealVal(Fraction(float(c[j])), ctx) * terms[j] for j in nz.tolist()]
             obj = z3.Sum(prods) if prods else z3.RealVal(0, ctx)
         handle = opt.minimize(obj)
-        build_time = time.perf_counter() - t0
-        remaining = deadline.remaining()
-        configure(z3, opt, params, remaining, {})
-        best: list[Any] = [None, None, None]
 
         def read(m: Any) -> tuple[np.ndarray, list[Fraction]]:
             rat = [z3_value(z3, m.eval(v, model_completion=True)) for v in xs]
             return np.array([float(q) for q in rat]), rat
 
-        def consider(xr: tuple[np.ndarray, list[Fraction]]) -> None:
-            q = objective(problem, xr[0], xr[1])
-            if best[2] is None or q < best[2]:
-                best[:] = [xr[0], xr[1], q]
-                report(Incumbent(xr[0], float(q), None, q, xr[1]))
-
-        def on_model(m: Any) -> None:
-            try:
-                consider(read(m))
-            except Exception:  # noqa: BLE001
-                pass
-
-        opt.set_on_model(on_model)
-        t1 = time.perf_counter()
-        watchdog = Interrupt(ctx, remaining)
-        res = z3.unknown if remaining is not None and remaining <= 0 else watchdog.check(z3, opt)
-        solve_time = time.perf_counter() - t1
-        if res == z3.sat:
-            x, rat = read(opt.model())
-            q = objective(problem, x, rat)
-            return Solution(
-                Status.OPTIMAL,
-                x,
-                float(q),
-                exact_objective=q,
-                exact_bound=q,
-                rational=rat,
-                build_time=build_time,
-                solve_time=solve_time,
-            )
-        if res == z3.unsat:
-            return Solution(
-                Status.INFEASIBLE,
-                build_time=build_time,
-                solve_time=solve_time,
-                message="z3 proved that no assignment satisfies the constraints",
-            )
-        reason = opt.reason_unknown() if remaining is None or remaining > 0 else "timeout"
-        try:
-            consider(read(opt.model()))
-        except Exception:  # noqa: BLE001
-            pass
-        bound = None
-        try:
-            v = opt.lower(handle)
-            if z3.is_int_value(v) or z3.is_rational_value(v):
-                bound = z3_value(z3, v) + Fraction(float(problem.objective_constant))
-        except Exception:  # noqa: BLE001
-            bound = None
-        found = best[0] is not None
-        return Solution(
-            Status.stopped(found, watchdog.hit_limit(reason, remaining, solve_time)),
-            best[0],
-            None if best[2] is None else float(best[2]),
-            exact_objective=best[2],
-            rational=best[1],
-            exact_bound=bound,
-            build_time=build_time,
-            solve_time=solve_time,
-            message=f"z3 stopped ({reason})" + ("; best solution found returned" if found else " before any solution"),
-        )
+        const = Fraction(float(problem.objective_constant))  # the minimised term leaves the constant out
+        return run_optimize(z3, ctx, opt, handle, read, const, problem, params, report, t0, {}, {})

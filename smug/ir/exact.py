@@ -125,7 +125,7 @@ def dyadic_ints(vals: np.ndarray) -> tuple[list[int], int]:
         den = max(f.denominator for f in fr)
         s = den.bit_length() - 1
         return [int(f * den) for f in fr], s
-    s = int(-e.min())
+    s = max(0, int(-e.min()))  # never a negative shift: large integers stay integers
     shifts = (e + s).tolist()
     return [int(a) << int(b) for a, b in zip(m.tolist(), shifts)], s
 

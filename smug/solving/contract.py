@@ -345,9 +345,21 @@ class Backend(ABC):
 
     family: ClassVar[str] = ""
     capabilities: Capabilities
+    #: The backend-specific options the constructor accepts (``None``: any); others are an error naming these.
+    OPTIONS: ClassVar[tuple[str, ...] | None] = None
+    #: The command that installs the solver (what :meth:`install_hint` returns).
+    INSTALL: ClassVar[str] = "see the backend's documentation"
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
         self.name = name or self.family
+        if self.OPTIONS is not None:
+            unknown = sorted(set(options) - set(self.OPTIONS))
+            if unknown:
+                known = ", ".join(self.OPTIONS) or "none"
+                raise ValidationError(
+                    f"unknown option(s) {', '.join(map(repr, unknown))} for backend {self.name!r}; its options: "
+                    f"{known} (presolve=, cuts=, greedy= and certify= are smug.solve's own keywords)"
+                )
         self.options = options
 
     # -- installation ----------------------------------------------------
@@ -360,8 +372,8 @@ class Backend(ABC):
         """The solver's version string, or ``None`` when it is not installed."""
 
     def install_hint(self) -> str:
-        """The exact command that installs the solver."""
-        return "see the backend's documentation"
+        """The exact command that installs the solver (:attr:`INSTALL`)."""
+        return self.INSTALL
 
     # -- checks ----------------------------------------------------------
     def check(self, problem: Problem, params: SolveParams) -> None:

@@ -39,6 +39,7 @@ class OracleResult:
     optimum: Fraction | None
     optimal: list[list[Fraction]] = field(default_factory=list)
     feasible_points: int = 0
+    points: list[list[Fraction]] | None = None  # every feasible point, when asked for (``keep_points``)
 
     @property
     def feasible(self) -> bool:
@@ -68,7 +69,10 @@ def _ok(act: Fraction | int, s: int, r: Fraction | int) -> bool:
 
 def exactly_feasible(problem: Any, values: Sequence[Fraction | float]) -> bool:
     """Does this exact assignment satisfy every row, ReLU, bound and integrality requirement?"""
-    v = [Fraction(x) if not isinstance(x, Fraction) else x for x in values]
+    v = [
+        x if isinstance(x, Fraction) else Fraction(int(x)) if float(x).is_integer() else Fraction(float(x))
+        for x in values
+    ]
     if len(v) != problem.n_vars:
         return False
     for j in range(problem.n_vars):
@@ -86,8 +90,8 @@ def exactly_feasible(problem: Any, values: Sequence[Fraction | float]) -> bool:
     return True
 
 
-def exact_optimum(problem: Any, *, max_binaries: int = MAX_ORACLE_BINARIES) -> OracleResult:
-    """The exact optimum by enumeration (see the module docstring)."""
+def exact_optimum(problem: Any, *, max_binaries: int = MAX_ORACLE_BINARIES, keep_points: bool = False) -> OracleResult:
+    """The exact optimum by enumeration (see the module docstring); ``keep_points`` also lists every feasible point."""
     n = problem.n_vars
     bins = [j for j in range(n) if bool(problem.is_binary[j])]
     if len(bins) > max_binaries:
@@ -96,7 +100,7 @@ def exact_optimum(problem: Any, *, max_binaries: int = MAX_ORACLE_BINARIES) -> O
     c = [Fraction(float(v)) for v in problem.objective]
     const = Fraction(float(problem.objective_constant))
     rows = _rows(problem)
-    res = OracleResult(None)
+    res = OracleResult(None, points=[] if keep_points else None)
     if not reals and problem.n_relu == 0:
         _enumerate_binary(problem, bins, rows, c, const, res)
         return res
@@ -114,6 +118,8 @@ def exact_optimum(problem: Any, *, max_binaries: int = MAX_ORACLE_BINARIES) -> O
 
 def _offer(res: OracleResult, val: Fraction, point: list[Fraction]) -> None:
     res.feasible_points += 1
+    if res.points is not None:
+        res.points.append(point)
     if res.optimum is None or val < res.optimum:
         res.optimum, res.optimal = val, [point]
     elif val == res.optimum:
