@@ -1,16 +1,19 @@
-"""Backend comparison on a fixed, seeded set of SMUG-like problems of growing size.
+"""Backend comparison on a fixed, seeded set of SMUG-like problems of growing size, optionally before/after.
 
 Runs every installed backend (and the plain z3 encoding of the original SMUG
-code, ``z3:original``, as the comparison row) with a per-problem time limit,
-and writes:
+code, ``z3:original``, as the comparison row) with a per-problem time limit.
+With ``--before REV`` the same problems also go, interleaved in the same run, to
+the code of git revision ``REV`` (checked out into a temporary worktree and
+driven by a worker process), so the two are compared under the same load.
 
-* ``bench/results/backends.csv``: one row per (backend, problem);
-* ``bench/results/backends.md``: the summary table;
-* ``docs/img/cactus.png``: problems solved to optimality vs. time (cactus plot).
+Writes into ``--out`` (default ``bench/results``): ``backends.csv`` (one row
+per side, backend and problem), ``backends.md`` (the tables) and
+``cactus.png`` (problems proven optimal vs. time); ``--docs`` copies the
+picture to ``docs/img/cactus.png``.
 
 Usage::
 
-    .venv/bin/python bench/backends.py --time-limit 10
+    .venv/bin/python bench/backends.py --time-limit 5 --before 3ca23ac --docs
     .venv/bin/python bench/backends.py --quick          # smaller set, for a smoke run
 """
 
@@ -18,18 +21,46 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
-
-import numpy as np
 
 import smug
 from smug.solving.registry import backend_table
 from smug.testing.generators import smug_like_problem
 
 ROOT = Path(__file__).resolve().parents[1]
+
+WORKER = r"""
+import json, sys, time
+from fractions import Fraction
+import smug
+for line in sys.stdin:
+    path, backend, limit = line.split()
+    p = smug.Problem.from_json(path)
+    t0 = time.perf_counter()
+    try:
+        s = smug.solve(p, backend, time_limit=float(limit))
+        out = {"status": s.status.value, "objective": s.objective, "bound": s.bound, "verified": s.verified,
+               "exact_objective": None, "assignment": None,
+               "exact_bound": None if s.bound is None else str(Fraction(s.bound))}
+        if s.assignment is not None:
+            q = sum((Fraction(float(c)) * Fraction(float(v)) for c, v in zip(p.objective, s.assignment)),
+                    Fraction(float(p.objective_constant)))
+            out["exact_objective"] = str(q)
+            out["assignment"] = [float(v) for v in s.assignment]
+    except Exception as exc:
+        out = {"status": "error", "objective": None, "bound": None, "verified": None, "error": repr(exc),
+               "exact_objective": None}
+    out["wall"] = time.perf_counter() - t0
+    print(json.dumps(out), flush=True)
+"""
 
 
 def problem_set(quick: bool) -> list[tuple[str, smug.Problem]]:
@@ -39,9 +70,45 @@ def problem_set(quick: bool) -> list[tuple[str, smug.Problem]]:
     for n in sizes:
         for r in rows:
             for kind in ("dense", "sparse"):
-                name = f"{kind}-{n}x{r}"
-                out.append((name, smug_like_problem(n, r, kind=kind, seed=n * 1000 + r)))
+                out.append((f"{kind}-{n}x{r}", smug_like_problem(n, r, kind=kind, seed=n * 1000 + r)))
     return out
+
+
+class Before:
+    """The code of another git revision, in a worktree, answering solve requests line by line."""
+
+    def __init__(self, rev: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="smug-before-"))
+        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(self.dir / "tree"), rev], cwd=ROOT, check=True)
+        tree = self.dir / "tree"
+        env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
+        # run from the worktree: "python -c" puts the working directory first on sys.path
+        probe = subprocess.run(
+            [sys.executable, "-c", "import smug; print(smug.__file__)"],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if not probe.stdout.startswith(str(tree)):
+            raise RuntimeError(f"the worker would not import the revision's smug: {probe.stdout or probe.stderr}")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tree
+        )
+        self.rev = rev
+
+    def solve(self, path: Path, backend: str, limit: float) -> dict:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{path} {backend} {limit}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    solve_full = solve
+
+    def close(self) -> None:
+        self.proc.kill()
+        subprocess.run(["git", "worktree", "remove", "--force", str(self.dir / "tree")], cwd=ROOT, check=False)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,89 +116,111 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--time-limit", type=float, default=10.0)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--backends", nargs="*", help="default: every installed backend")
+    ap.add_argument("--before", help="a git revision to compare with, in the same run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--docs", action="store_true", help="also copy the cactus plot to docs/img")
     args = ap.parse_args(argv)
 
     names = args.backends or [r.name for r in backend_table() if r.installed]
     problems = problem_set(args.quick)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="smug-bench-"))
+    paths = {}
+    for pname, p in problems:
+        paths[pname] = tmp / f"{pname}.json"
+        p.to_json(str(paths[pname]))
+    before = Before(args.before) if args.before else None
+    sides = ["after"] + (["before"] if before else [])
     rows = []
-    total = len(names) * len(problems)
+    total = len(names) * len(problems) * len(sides)
     k = 0
     t_all = time.perf_counter()
-    for pname, p in problems:
-        for b in names:
-            k += 1
-            t0 = time.perf_counter()
-            sol = smug.solve(p, b, time_limit=args.time_limit)
-            wall = time.perf_counter() - t0
-            rows.append(
-                {
-                    "problem": pname,
-                    "n_mask": p.n_mask,
-                    "rows": p.n_rows,
-                    "nnz": p.A.nnz,
-                    "backend": b,
-                    "status": sol.status.value,
-                    "objective": sol.objective,
-                    "bound": sol.bound,
-                    "verified": sol.verified,
-                    "build_time": round(sol.build_time, 4),
-                    "solve_time": round(sol.solve_time, 4),
-                    "wall": round(wall, 4),
-                }
-            )
-            print(
-                f"[{k}/{total} {time.perf_counter() - t_all:6.0f}s] {pname:<14} {b:<13} {sol.status.value:<9} "
-                f"obj={sol.objective} bound={sol.bound} wall={wall:.2f}s",
-                file=sys.stderr,
-                flush=True,
-            )
+    try:
+        for pname, p in problems:
+            for b in names:
+                for side in sides:
+                    k += 1
+                    if side == "after":
+                        t0 = time.perf_counter()
+                        sol = smug.solve(p, b, time_limit=args.time_limit)
+                        r = {
+                            "status": sol.status.value,
+                            "objective": sol.objective,
+                            "bound": sol.bound,
+                            "verified": sol.verified,
+                            "exact_objective": None if sol.exact_objective is None else str(sol.exact_objective),
+                            "wall": time.perf_counter() - t0,
+                            "certification_s": (sol.stats.get("certification") or {}).get("seconds"),
+                            "decided_by": sol.stats.get("decided_by"),
+                        }
+                    else:
+                        r = before.solve(paths[pname], b, args.time_limit)  # type: ignore[union-attr]
+                    r.update(side=side, problem=pname, n_mask=p.n_mask, rows=p.n_rows, backend=b)
+                    r["wall"] = round(r["wall"], 4)
+                    rows.append(r)
+                    print(
+                        f"[{k}/{total} {time.perf_counter() - t_all:6.0f}s] {pname:<14} {b:<13} {side:<6} "
+                        f"{r['status']:<9} obj={r['objective']} wall={r['wall']:.2f}s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        if before:
+            before.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    fields = sorted({k for r in rows for k in r})
     with open(out / "backends.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
 
-    # optimum per problem (any backend that proved it), to flag disagreements
-    best = {}
+    # the exact optimum per problem, from any proven answer; disagreements are wrong answers
+    proven: dict[str, set[Fraction]] = {}
     for r in rows:
-        if r["status"] == "optimal":
-            best.setdefault(r["problem"], set()).add(r["objective"])
-    disagree = [p for p, v in best.items() if len(v) > 1]
+        if r["status"] == "optimal" and r.get("exact_objective"):
+            proven.setdefault(r["problem"], set()).add(Fraction(r["exact_objective"]))
+    disagree = sorted(pn for pn, v in proven.items() if len(v) > 1)
 
     lines = [
         f"Time limit {args.time_limit:g} s per problem; {len(problems)} problems "
-        f"(sizes {sorted({p.n_mask for _, p in problems})}, dense and sparse rows).",
+        f"(sizes {sorted({p.n_mask for _, p in problems})}, dense and sparse rows)"
+        + (f"; *before* is revision `{args.before}`, run interleaved with *after* (this tree)." if before else "."),
         "",
-        "| backend | optimal | feasible at limit | no solution | median wall (s) | total wall (s) | mean gap |",
-        "|---|---|---|---|---|---|---|",
+        "| backend | side | proven optimal | feasible | no solution | verified | median wall (s) | total wall (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for b in names:
-        rs = [r for r in rows if r["backend"] == b]
-        opt = sum(r["status"] == "optimal" for r in rs)
-        feas = sum(r["status"] == "feasible" for r in rs)
-        none = len(rs) - opt - feas
-        walls = [r["wall"] for r in rs]
-        gaps = []
-        for r in rs:
-            if r["status"] in ("optimal", "feasible") and r["bound"] is not None and r["objective"]:
-                gaps.append(max(0.0, (r["objective"] - r["bound"]) / max(1.0, abs(r["objective"]))))
-        mg = f"{np.mean(gaps):.3f}" if gaps else "-"
-        lines.append(f"| {b} | {opt} | {feas} | {none} | {statistics.median(walls):.2f} | {sum(walls):.1f} | {mg} |")
-    lines.append("")
-    lines.append(
-        "Optimal objective per problem (every backend that proved optimality agrees"
+        for side in sides:
+            rs = [r for r in rows if r["backend"] == b and r["side"] == side]
+            opt = sum(r["status"] == "optimal" for r in rs)
+            feas = sum(r["status"] == "feasible" for r in rs)
+            ver = sum(bool(r.get("verified")) for r in rs if r["status"] in ("optimal", "feasible"))
+            walls = [r["wall"] for r in rs]
+            lines.append(
+                f"| {b} | {side} | {opt} | {feas} | {len(rs) - opt - feas} | {ver} | "
+                f"{statistics.median(walls):.2f} | {sum(walls):.1f} |"
+            )
+    cert = [r["certification_s"] for r in rows if r["side"] == "after" and r.get("certification_s") is not None]
+    if cert:
+        lines += [
+            "",
+            f"Certification (after, every backend whose claims are certified): median {statistics.median(cert):.3f} s, "
+            f"max {max(cert):.2f} s over {len(cert)} solves.",
+        ]
+    lines += [
+        "",
+        "Proven optimum per problem (after; every proven optimum agrees"
         + (f"; DISAGREEMENT on {disagree})" if disagree else ")")
-        + ":"
-    )
-    lines.append("")
-    lines.append("| problem | " + " | ".join(names) + " |")
-    lines.append("|---|" + "---|" * len(names))
+        + ":",
+        "",
+        "| problem | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for pname, _ in problems:
         cells = []
         for b in names:
-            r = next(r for r in rows if r["problem"] == pname and r["backend"] == b)
+            r = next(r for r in rows if r["problem"] == pname and r["backend"] == b and r["side"] == "after")
             if r["status"] == "optimal":
                 cells.append(f"**{r['objective']:g}** ({r['wall']:.2f}s)")
             elif r["status"] == "feasible":
@@ -148,21 +237,34 @@ def main(argv: list[str] | None = None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for b in names:
-        ts = sorted(r["wall"] for r in rows if r["backend"] == b and r["status"] == "optimal")
-        if ts:
-            ax.step(ts, range(1, len(ts) + 1), where="post", label=b, lw=1.8, ls="--" if b == "z3:original" else "-")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, b in enumerate(names):
+        for side in sides:
+            ts = sorted(r["wall"] for r in rows if r["backend"] == b and r["side"] == side and r["status"] == "optimal")
+            if ts:
+                ax.step(
+                    ts,
+                    range(1, len(ts) + 1),
+                    where="post",
+                    color=colors[i % len(colors)],
+                    lw=1.6,
+                    ls="-" if side == "after" else ":",
+                    label=f"{b}" + (f" ({side})" if before else ""),
+                )
     ax.set_xscale("log")
     ax.set_xlabel("wall time per problem (s, log scale)")
-    ax.set_ylabel("problems solved to proven optimality")
-    ax.set_title(f"Cactus plot: {len(problems)} SMUG-like problems, limit {args.time_limit:g} s")
+    ax.set_ylabel("problems proven optimal")
+    ax.set_title(
+        f"{len(problems)} SMUG-like problems, limit {args.time_limit:g} s" + (" (dotted: before)" if before else "")
+    )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
     fig.tight_layout()
-    img = ROOT / "docs" / "img"
-    img.mkdir(parents=True, exist_ok=True)
-    fig.savefig(img / "cactus.png", dpi=120)
+    fig.savefig(out / "cactus.png", dpi=120)
+    if args.docs:
+        (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "cactus.png", ROOT / "docs" / "img" / "cactus.png")
     return 1 if disagree else 0
 
 

@@ -53,6 +53,7 @@ from ..encoders.network import LoweredNetwork, encode_network, linear_margin_bou
 from ..errors import BoundsError, NonFiniteError, ShapeError, UnsupportedProblemError, ValidationError
 from ..ir import Problem, ProblemBuilder
 from ..solving.contract import Solution, Status
+from ..solving.deadline import Deadline
 from ..solving.registry import get_backend, require_installed
 from ..solving.run import solve
 from .results import save_explanation
@@ -368,8 +369,8 @@ class _Context:
         return np.where(kept, x0, self.lo), np.where(kept, x0, self.hi)
 
     def remaining(self, t0: float) -> float | None:
-        tl = self.cfg.time_limit
-        return None if tl is None else tl - (time.perf_counter() - t0)
+        """Seconds of the time limit left since ``t0`` (``None``: no limit)."""
+        return Deadline(self.cfg.time_limit, t0).remaining()
 
     def solve(self, problem: Problem, t0: float, cap: float | None = None, isolate: bool | None = None) -> Solution:
         """Solve with what is left of the time limit.
@@ -378,9 +379,7 @@ class _Context:
         optimisation: every backend ends on time); the many small verification
         queries run in process (``isolate=False``).
         """
-        left = self.remaining(t0)
-        if cap is not None:
-            left = cap if left is None else min(left, cap)
+        left = Deadline(self.cfg.time_limit, t0).capped(cap).remaining()
         if left is not None and left <= 0.01:
             return Solution(status=Status.TIMEOUT, message="no time left")
         return solve(

@@ -191,7 +191,8 @@ def certify(
 
     Args:
         problem: the problem the claim is about.
-        x, rational: the claimed solution (``None``: none).
+        x: the claimed solution (``None``: none).
+        rational: exact values of ``x`` where the floats round them.
         claimed: the backend's status (its ``optimal`` / ``infeasible`` are claims here).
         bound: a lower bound known to be valid (exact), or ``None``.
         float_bound: the backend's own bound (kept as ``float_bound``, never used as proof).

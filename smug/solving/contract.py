@@ -43,7 +43,6 @@ __all__ = [
     "SatBackend",
     "SatSession",
     "Reporter",
-    "LPDual",
 ]
 
 
@@ -142,8 +141,8 @@ class Capabilities:
         exact: its verdicts (optimal, infeasible, bounds) are proofs on the
             problem it is given: rational or integer arithmetic.  ``False``: they
             hold within a float tolerance, so ``smug.solve`` certifies them.
-        tolerance: the relative feasibility tolerance of an inexact backend; the
-            tightening reduction makes its rows stronger by a safe multiple of it.
+        tolerance: the feasibility tolerance an inexact backend's claims hold
+            within (recorded with the certification, ``stats["claim_tolerance"]``).
         integer_coefficients: takes only integer rows and objective (the sound
             integer-scaling reduction runs first).
         incremental: its sessions keep state between checks (push/pop); without
@@ -158,8 +157,6 @@ class Capabilities:
         proves_bound: reports a lower bound when stopped early (an exact one when
             ``exact``; otherwise it is kept only as ``Solution.float_bound``).
         hints: takes a start solution (``hint=`` of :meth:`Backend.solve`).
-        lp_dual: solves linear relaxations and returns their duals
-            (:meth:`Backend.lp_dual`), for the certification's safe LP bound.
         reductions: the shared reductions it takes by default, from
             :data:`SHARED_REDUCTIONS` (``presolve``, ``cuts``, ``greedy``); an
             empty set solves the problem exactly as stated (``z3:original``).
@@ -178,7 +175,6 @@ class Capabilities:
     max_threads: int | None = 1
     proves_bound: bool = False
     hints: bool = False
-    lp_dual: bool = False
     reductions: frozenset[str] = SHARED_REDUCTIONS
 
     def __post_init__(self) -> None:
@@ -317,19 +313,6 @@ class Solution:
         }
 
 
-@dataclass
-class LPDual:
-    """An LP relaxation's row duals (any values give a valid bound; good ones a tight bound).
-
-    ``y[i]`` is the multiplier of row ``i`` of the problem passed to
-    :meth:`Backend.lp_dual`.  Its sign need not be right: the safe-bound
-    computation clips it to the sign the row's sense allows.
-    """
-
-    y: np.ndarray
-    objective: float | None = None
-
-
 class Backend(ABC):
     """A solver family's adapter.  Subclass and register it (see :mod:`smug.solving.registry`).
 
@@ -416,10 +399,6 @@ class Backend(ABC):
         the gap.
         """
         raise NotImplementedError(f"backend {self.name!r} does not optimise natively (capabilities.optimize=False)")
-
-    def lp_dual(self, problem: Problem, params: SolveParams) -> LPDual | None:
-        """Row duals of ``problem``'s linear relaxation (only with ``capabilities.lp_dual``); ``None`` if unsolved."""
-        raise NotImplementedError(f"backend {self.name!r} solves no linear relaxations (capabilities.lp_dual=False)")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} options={self.options!r}>"

@@ -344,6 +344,7 @@ def pipeline(
         sol.build_time = s.build_time
         stats.update(sol.stats)
         stats["certifier"] = None if asker is None else plan.certifier(p1).name  # type: ignore[union-attr]
+        stats["claim_tolerance"] = be.capabilities.tolerance
         sol.message = "; ".join(m for m in (s.message, sol.message) if m)
     sol.stats = stats
     sol.solve_time = time.perf_counter() - t0 - sol.build_time

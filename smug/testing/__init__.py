@@ -16,6 +16,7 @@ from .strategies import (
     hostile_problems,
     relu_problems,
 )
+from .suite import check_backend
 
 __all__ = [
     "brute_force",
@@ -30,4 +31,5 @@ __all__ = [
     "ReluCase",
     "assignments",
     "coefficients",
+    "check_backend",
 ]
