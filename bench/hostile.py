@@ -77,7 +77,7 @@ def judge(p: smug.Problem, opt: Fraction | None, r: dict) -> str:
         return "wrong: a proven bound above the optimum"
     if st == "optimal":
         q = Fraction(r["exact_objective"]) if r.get("exact_objective") else None
-        return "proven" if q == opt else f"wrong: optimal {q}, the optimum is {opt}"
+        return "proven" if q == opt else "wrong: optimal, but not the exact optimum"
     return "unproven"
 
 
@@ -169,13 +169,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {b} | {side} | {len(rs)} | {proven} | {len(rs) - proven - wrong} | **{wrong}** | "
                 f"{statistics.median(r['wall'] for r in rs):.3f} |"
             )
-    kinds: dict[str, int] = {}
-    for r in rows:
-        if r["verdict"].startswith("wrong"):
-            k = r["verdict"].split(":")[1].split(",")[0].strip()[:60]
-            kinds[f"{r['side']}: {k}"] = kinds.get(f"{r['side']}: {k}", 0) + 1
+    kinds = sorted({r["verdict"][len("wrong: ") :] for r in rows if r["verdict"].startswith("wrong")})
     if kinds:
-        lines += ["", "Wrong answers by kind:", ""] + [f"* {k}: {v}" for k, v in sorted(kinds.items())]
+        lines += [
+            "",
+            "Wrong answers by kind (a solver can be wrong in several ways on one problem; the first counts):",
+            "",
+        ]
+        lines += ["| backend | side | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+        for b in names:
+            for side in sides:
+                rs = [r for r in rows if r["backend"] == b and r["side"] == side]
+                counts = [sum(r["verdict"] == f"wrong: {k}" for r in rs) for k in kinds]
+                if any(counts):
+                    lines.append(f"| {b} | {side} | " + " | ".join(str(c) for c in counts) + " |")
+        relu_wrong = sum(r["verdict"].startswith("wrong") and r["relu"] for r in rows)
+        lines += ["", f"Of the wrong answers, {relu_wrong} were on ReLU networks."]
     table = "\n".join(lines) + "\n"
     (out / "hostile.md").write_text(table)
     print(table)
@@ -206,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         for x, w_ in zip(xs + off, wrong):
             ax.text(x, w_ + 0.5, f"{w_:.0f}%", ha="center", fontsize=7)
     ax.set_xticks(xs, names, rotation=30, ha="right", fontsize=8)
+    top = max((100 * (v[1] + v[2]) / v[3] for v in summary.values()), default=1.0)
+    ax.set_ylim(0, max(5.0, top * 1.18))
     ax.set_ylabel("% of problems")
     ax.set_title(f"{len(problems)} hostile problems against the exact oracle" + (" (pale: before)" if before else ""))
     ax.legend(fontsize=7)

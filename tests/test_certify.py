@@ -46,6 +46,23 @@ def test_complete_reals_recomputes_every_real_exactly():
     assert complete_reals(p, np.concatenate([[0.0, 0.0, 1.0], hv, hv])) is None  # this mask misses the row
 
 
+def _certify(p, x, claimed, *, bound=None, float_bound=None, deadline=None, ask=None, report=None):
+    """``certify`` with the defaults these tests share (no start, the trivial lower bound 0, 30 s)."""
+    return certify(
+        p,
+        x,
+        None,
+        claimed,
+        bound=bound,
+        float_bound=float_bound,
+        start=None,
+        lower=Fraction(0),
+        deadline=deadline or Deadline(30),
+        ask=ask,
+        report=report or (lambda inc: None),
+    )
+
+
 def _problem() -> Problem:
     b = ProblemBuilder()
     m = b.add_mask(4)
@@ -69,19 +86,7 @@ def test_an_early_claim_is_improved_and_proven():
     seen = []
     x = np.array([0.0, 0.0, 1.0, 1.0])  # feasible at cost 5; the optimum is 4
     assert opt == 4 and p.exact_check(x).feasible
-    sol = certify(
-        p,
-        x,
-        None,
-        Status.OPTIMAL,
-        bound=None,
-        float_bound=2.5,
-        start=None,
-        lower=Fraction(0),
-        deadline=Deadline(30),
-        ask=_exact_asker(calls),
-        report=seen.append,
-    )
+    sol = _certify(p, x, Status.OPTIMAL, float_bound=2.5, ask=_exact_asker(calls), report=seen.append)
     assert sol.status == Status.OPTIMAL and sol.exact_objective == opt
     assert sol.float_bound == 2.5 and sol.exact_bound == opt
     assert calls  # the bound question was asked
@@ -93,19 +98,7 @@ def test_an_early_claim_is_improved_and_proven():
 def test_without_an_exact_backend_a_claim_stays_a_claim():
     p = _problem()
     x = np.array([0.0, 0.0, 1.0, 1.0])
-    sol = certify(
-        p,
-        x,
-        None,
-        Status.OPTIMAL,
-        bound=None,
-        float_bound=3.0,
-        start=None,
-        lower=Fraction(0),
-        deadline=Deadline(30),
-        ask=None,
-        report=lambda inc: None,
-    )
+    sol = _certify(p, x, Status.OPTIMAL, float_bound=3.0)
     assert sol.status == Status.FEASIBLE and "no exact backend" in sol.message
     assert sol.exact_bound == 0 and sol.float_bound == 3.0  # only the box bound is proven
 
@@ -113,70 +106,22 @@ def test_without_an_exact_backend_a_claim_stays_a_claim():
 def test_a_tolerance_point_is_never_returned():
     p = _problem()
     x = np.array([0.0, 0.0, 0.0, 0.0])  # 0 >= 0.45 fails outright
-    sol = certify(
-        p,
-        x,
-        None,
-        Status.OPTIMAL,
-        bound=None,
-        float_bound=0.0,
-        start=None,
-        lower=Fraction(0),
-        deadline=Deadline(30),
-        ask=None,
-        report=lambda inc: None,
-    )
+    sol = _certify(p, x, Status.OPTIMAL, float_bound=0.0)
     assert sol.assignment is None and sol.stats["certification"]["rejected"]
 
 
 def test_claimed_infeasibility_is_proven_or_refuted():
     p = _problem()
-    sol = certify(
-        p,
-        None,
-        None,
-        Status.INFEASIBLE,
-        bound=None,
-        float_bound=None,
-        start=None,
-        lower=Fraction(0),
-        deadline=Deadline(30),
-        ask=_exact_asker([]),
-        report=lambda inc: None,
-    )
+    sol = _certify(p, None, Status.INFEASIBLE, ask=_exact_asker([]))
     assert sol.status == Status.OPTIMAL  # a wrong infeasibility claim: the exact backend finds the optimum
     b = ProblemBuilder()
     m = b.add_mask(2)
     b.add_rows([[1.0, 1.0]], ">=", [2.0], strict=[True], margin=[1e-300])
     b.set_objective(m, 1.0)
     q = b.build()
-    sol = certify(
-        q,
-        None,
-        None,
-        Status.INFEASIBLE,
-        bound=None,
-        float_bound=None,
-        start=None,
-        lower=Fraction(0),
-        deadline=Deadline(30),
-        ask=_exact_asker([]),
-        report=lambda inc: None,
-    )
+    sol = _certify(q, None, Status.INFEASIBLE, ask=_exact_asker([]))
     assert sol.status == Status.INFEASIBLE
-    lazy = certify(
-        q,
-        None,
-        None,
-        Status.INFEASIBLE,
-        bound=None,
-        float_bound=None,
-        start=None,
-        lower=Fraction(0),
-        deadline=Deadline(30),
-        ask=None,
-        report=lambda inc: None,
-    )
+    lazy = _certify(q, None, Status.INFEASIBLE)
     assert lazy.status == Status.UNKNOWN and "not proven" in lazy.message
 
 
@@ -196,19 +141,7 @@ def test_points_only_rounded_rows_accept_are_excluded_by_no_goods():
             return ExactAnswer(smug.solve(q, "z3", presolve=False, greedy=False, cuts=False), True, True)
 
     x = np.array([1.0, 1.0, 1.0, 1.0])
-    sol = certify(
-        p,
-        x,
-        None,
-        Status.OPTIMAL,
-        bound=None,
-        float_bound=None,
-        start=None,
-        lower=Fraction(0),
-        deadline=Deadline(30),
-        ask=ask,
-        report=lambda inc: None,
-    )
+    sol = _certify(p, x, Status.OPTIMAL, ask=ask)
     assert sol.status == Status.OPTIMAL and sol.exact_objective == opt
     assert sol.stats["certification"]["nogoods"] == 1
 
@@ -217,19 +150,7 @@ def test_time_running_out_leaves_the_proven_bound():
     p = _problem()
     dl = Deadline(1e-9)
     x = np.array([0.0, 0.0, 1.0, 1.0])
-    sol = certify(
-        p,
-        x,
-        None,
-        Status.OPTIMAL,
-        bound=Fraction(1),
-        float_bound=3.0,
-        start=None,
-        lower=Fraction(0),
-        deadline=dl,
-        ask=_exact_asker([]),
-        report=lambda inc: None,
-    )
+    sol = _certify(p, x, Status.OPTIMAL, bound=Fraction(1), float_bound=3.0, deadline=dl, ask=_exact_asker([]))
     assert sol.status == Status.FEASIBLE and sol.exact_bound == 1 and "time limit" in sol.message
 
 

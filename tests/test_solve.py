@@ -85,7 +85,7 @@ def test_a_session_whose_model_misses_the_bound_stops_the_search_unproven():
             return s
 
     sol = smug.solve(knapsack(), OffByOne(), **BARE)
-    assert sol.status == Status.FEASIBLE and "above the bound" in sol.message and sol.verified
+    assert sol.status == Status.FEASIBLE and "not at most the bound" in sol.message and sol.verified
 
 
 def test_binary_search_needs_fewer_checks_than_linear_on_a_loose_start():
@@ -389,3 +389,17 @@ def test_status_of_a_stopped_solve_is_shared_by_every_backend():
     assert Status.stopped(True, False) is Status.FEASIBLE
     assert Status.stopped(False, True) is Status.TIMEOUT
     assert Status.stopped(False, False) is Status.UNKNOWN
+
+
+def test_an_exact_backend_whose_optimum_is_beaten_by_its_own_incumbent_is_an_error():
+    class Inconsistent(_Sloppy):
+        capabilities = Capabilities(optimize=True, relu=False, real_vars=True, exact=True, deterministic=True)
+
+        def solve(self, problem, params, report, hint=None):
+            good = np.array([1.0, 1.0, 1.0, 0.0, 0.0])  # cost 4: the optimum
+            report(Incumbent(good, 4.0, exact_objective=problem.exact_objective(good)))
+            worse = np.array([1.0, 1.0, 0.0, 1.0, 0.0])  # cost 5, claimed optimal
+            return Solution(Status.OPTIMAL, assignment=worse, objective=5.0)
+
+    sol = smug.solve(strict_cover(), Inconsistent(), **BARE)
+    assert sol.status == Status.ERROR and "claimed optimal" in sol.message

@@ -131,6 +131,25 @@ def sense_codes(sense: Any, m: int) -> np.ndarray:
     return arr.astype(np.int8)
 
 
+#: The array fields of a problem (compared element-wise by ``==``).
+_ARRAYS = (
+    "lb",
+    "ub",
+    "is_binary",
+    "sense",
+    "rhs",
+    "strict",
+    "margin",
+    "relu_in",
+    "relu_out",
+    "relu_lb",
+    "relu_ub",
+    "objective",
+)
+#: Every constructor field but ``metadata``.
+_FIELDS = ("n_mask", "A", "objective_constant", "groups", "input_shape", "var_names", "row_names", *_ARRAYS)
+
+
 def _fresh_names(existing: list[str], prefix: str, start: int, k: int) -> list[str]:
     """``k`` names ``prefix{start}``, ``prefix{start+1}``, ... skipping any already in ``existing``."""
     taken, out, i = set(existing), [], start
@@ -566,23 +585,7 @@ class Problem:
 
         return (
             self.n_mask == other.n_mask
-            and all(
-                np.array_equal(getattr(self, f), getattr(other, f))
-                for f in (
-                    "lb",
-                    "ub",
-                    "is_binary",
-                    "sense",
-                    "rhs",
-                    "strict",
-                    "margin",
-                    "relu_in",
-                    "relu_out",
-                    "relu_lb",
-                    "relu_ub",
-                    "objective",
-                )
-            )
+            and all(np.array_equal(getattr(self, f), getattr(other, f)) for f in _ARRAYS)
             and self.objective_constant == other.objective_constant
             and same_sparse(self.A, other.A)
             and same_sparse(self.groups, other.groups)
@@ -612,55 +615,18 @@ class Problem:
         if self.row_names is not None or names is not None:
             row_names = list(self.row_names or [f"r{i}" for i in range(self.n_rows)])
             row_names += list(names) if names is not None else _fresh_names(row_names, "r", self.n_rows, k)
-        return Problem(
-            n_mask=self.n_mask,
-            lb=self.lb,
-            ub=self.ub,
-            is_binary=self.is_binary,
+        return self.replace(
             A=sp.vstack([self.A, A], format="csr"),
             sense=np.concatenate([self.sense, sense_codes(sense, k)]),
             rhs=np.concatenate([self.rhs, as_1d("rhs", rhs, k)]),
             strict=np.concatenate([self.strict, as_1d("strict", strict, k, dtype=bool)]),
             margin=np.concatenate([self.margin, as_1d("margin", margin, k)]),
-            relu_in=self.relu_in,
-            relu_out=self.relu_out,
-            relu_lb=self.relu_lb,
-            relu_ub=self.relu_ub,
-            objective=self.objective,
-            objective_constant=self.objective_constant,
-            groups=self.groups,
-            input_shape=self.input_shape,
-            var_names=self.var_names,
             row_names=row_names,
-            metadata=dict(self.metadata),
         )
 
     def replace(self, **changes: Any) -> Problem:
         """A validated copy with some fields replaced (for example ``lb=``, ``ub=``, ``objective=``)."""
-        fields = {
-            f: getattr(self, f)
-            for f in (
-                "n_mask",
-                "lb",
-                "ub",
-                "is_binary",
-                "A",
-                "sense",
-                "rhs",
-                "strict",
-                "margin",
-                "relu_in",
-                "relu_out",
-                "relu_lb",
-                "relu_ub",
-                "objective",
-                "objective_constant",
-                "groups",
-                "input_shape",
-                "var_names",
-                "row_names",
-            )
-        }
+        fields = {f: getattr(self, f) for f in _FIELDS}
         fields["metadata"] = dict(self.metadata)
         unknown = set(changes) - set(fields)
         if unknown:
@@ -764,8 +730,7 @@ class Problem:
             row_names = self.row_names + _fresh_names(self.row_names, "relu_bigM_", 0, r0)
         meta = dict(self.metadata)
         meta["linearized_relus"] = {"active": int(active.sum()), "inactive": int(inactive.sum()), "unstable": ku}
-        return Problem(
-            n_mask=self.n_mask,
+        return self.replace(
             lb=np.concatenate([self.lb, np.zeros(ku)]),
             ub=np.concatenate([self.ub, np.ones(ku)]),
             is_binary=np.concatenate([self.is_binary, np.ones(ku, dtype=bool)]),
@@ -779,9 +744,6 @@ class Problem:
             relu_lb=np.zeros(0),
             relu_ub=np.zeros(0),
             objective=np.concatenate([self.objective, np.zeros(ku)]),
-            objective_constant=self.objective_constant,
-            groups=self.groups,
-            input_shape=self.input_shape,
             var_names=var_names,
             row_names=row_names,
             metadata=meta,

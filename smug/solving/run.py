@@ -315,6 +315,12 @@ def pipeline(
                 Status.ERROR,
                 message=f"backend {be.name!r} claimed infeasible, but the greedy start is an exactly feasible solution",
             )
+        elif inc is not None and sol.status == Status.OPTIMAL and inc.exact_objective < sol.exact_objective:  # type: ignore[operator]
+            sol.status = Status.ERROR  # an exact backend's "optimal" contradicted by a verified, better solution
+            sol.message = (
+                f"backend {be.name!r} claimed optimal at {sol.exact_objective}, but an exactly feasible solution "
+                f"of objective {inc.exact_objective} is known"
+            )
     else:
         asker = None
         if plan.certifier(p1) is not None:

@@ -149,49 +149,30 @@ def minimize(
             return finish(Status.OPTIMAL)
         if deadline.expired():
             return finish(Status.FEASIBLE, "time limit reached")
-        if integral:
-            k = best_q - 1 if strategy == "linear" else Fraction(math.floor((lo + best_q - 1) / 2))
-            k = max(k, lo)
-            res, s = ask(k, False)
-            if res == "unsat":
-                lo = k + 1
-                continue
-            if res != "sat":
-                return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
-            x, rat, q = take(s)
-            if q > k:
-                return finish(
-                    Status.FEASIBLE, f"the solver's model has objective {q}, above the bound {k} it was asked for"
-                )
-            improve(x, rat, q)
-            continue
         close = best_q - lo <= Fraction(_CLOSE) * max(Fraction(1), abs(best_q))
-        if strategy == "linear" or close:
-            res, s = ask(best_q, True)
-            if res == "unsat":
+        if integral:  # objective <= k, integer k: an unsat answer proves the optimum above k
+            k = best_q - 1 if strategy == "linear" else Fraction(math.floor((lo + best_q - 1) / 2))
+            k, strict = max(k, lo), False
+        elif strategy == "linear" or close:  # objective < the incumbent's exact objective: unsat proves it optimal
+            k, strict = best_q, True
+        else:  # bisect the real interval
+            k, strict = Fraction((float(lo) + float(best_q)) / 2), False
+            if not lo < k < best_q:
+                k = (lo + best_q) / 2
+        res, s = ask(k, strict)
+        if res == "unsat":
+            if strict:
                 lo = best_q
                 return finish(Status.OPTIMAL)
-            if res != "sat":
-                return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
-            x, rat, q = take(s)
-            if q >= best_q:
-                return finish(
-                    Status.FEASIBLE, f"the solver's model has objective {q}, not below the incumbent's {best_q}"
-                )
-            improve(x, rat, q)
-            continue
-        k = Fraction((float(lo) + float(best_q)) / 2)
-        if not lo < k < best_q:
-            k = (lo + best_q) / 2
-        res, s = ask(k, False)
-        if res == "unsat":
-            lo = k  # no solution at or below k: the optimum is above it
+            lo = k + 1 if integral else k  # no solution at or below k
             continue
         if res != "sat":
             return finish(Status.FEASIBLE, f"solver answered {res!r}; stopped with the best solution found")
         x, rat, q = take(s)
-        if q > k:
+        if q > k or (strict and q >= k):
             return finish(
-                Status.FEASIBLE, f"the solver's model has objective {q}, above the bound {k} it was asked for"
+                Status.FEASIBLE,
+                f"the solver's model has objective {q}, not {'below' if strict else 'at most'} the bound {k} it was "
+                "asked for",
             )
         improve(x, rat, q)
