@@ -111,6 +111,39 @@ class Before:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def plot(rows: list[dict], names: list[str], sides: list[str], path: Path, title: str) -> None:
+    """The cactus plot: one solid line per backend (after), dotted for before."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9.5, 4.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, b in enumerate(names):
+        for side in sides:
+            ts = sorted(r["wall"] for r in rows if r["backend"] == b and r["side"] == side and r["status"] == "optimal")
+            if ts:
+                ax.step(
+                    ts,
+                    range(1, len(ts) + 1),
+                    where="post",
+                    color=colors[i % len(colors)],
+                    lw=1.6,
+                    ls="-" if side == "after" else ":",
+                    label=b if side == "after" else None,
+                )
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time per problem (s, log scale)")
+    ax.set_ylabel("problems proven optimal")
+    ax.set_title(title + (" (solid: after, dotted: before)" if len(sides) > 1 else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--time-limit", type=float, default=10.0)
@@ -119,7 +152,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--before", help="a git revision to compare with, in the same run")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--docs", action="store_true", help="also copy the cactus plot to docs/img")
+    ap.add_argument("--replot", action="store_true", help="only redraw the plot from --out's backends.csv")
     args = ap.parse_args(argv)
+    if args.replot:
+        rows = list(csv.DictReader(open(Path(args.out) / "backends.csv")))
+        for r in rows:
+            r["wall"] = float(r["wall"])
+        names = list(dict.fromkeys(r["backend"] for r in rows))
+        sides = list(dict.fromkeys(r["side"] for r in rows))
+        n = len({r["problem"] for r in rows})
+        plot(rows, names, sides, Path(args.out) / "cactus.png", f"{n} SMUG-like problems, limit {args.time_limit:g} s")
+        if args.docs:
+            shutil.copy(Path(args.out) / "cactus.png", ROOT / "docs" / "img" / "cactus.png")
+        return 0
 
     names = args.backends or [r.name for r in backend_table() if r.installed]
     problems = problem_set(args.quick)
@@ -232,36 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "backends.md").write_text(table)
     print(table)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, b in enumerate(names):
-        for side in sides:
-            ts = sorted(r["wall"] for r in rows if r["backend"] == b and r["side"] == side and r["status"] == "optimal")
-            if ts:
-                ax.step(
-                    ts,
-                    range(1, len(ts) + 1),
-                    where="post",
-                    color=colors[i % len(colors)],
-                    lw=1.6,
-                    ls="-" if side == "after" else ":",
-                    label=f"{b}" + (f" ({side})" if before else ""),
-                )
-    ax.set_xscale("log")
-    ax.set_xlabel("wall time per problem (s, log scale)")
-    ax.set_ylabel("problems proven optimal")
-    ax.set_title(
-        f"{len(problems)} SMUG-like problems, limit {args.time_limit:g} s" + (" (dotted: before)" if before else "")
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "cactus.png", dpi=120)
+    plot(rows, names, sides, out / "cactus.png", f"{len(problems)} SMUG-like problems, limit {args.time_limit:g} s")
     if args.docs:
         (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
         shutil.copy(out / "cactus.png", ROOT / "docs" / "img" / "cactus.png")
