@@ -71,8 +71,9 @@ def _problem() -> Problem:
     return b.build()
 
 
-def _exact_asker(calls: list[Problem]):
-    def ask(q: Problem, dl: Deadline) -> ExactAnswer:
+def _exact_asker(calls: list[Problem], p: Problem):
+    def ask(extra, dl: Deadline) -> ExactAnswer:
+        q = p if extra is None else p.with_rows(extra.A, extra.sense, extra.rhs)
         calls.append(q)
         return ExactAnswer(smug.solve(q, "z3", presolve=False, greedy=False, cuts=False), True, True)
 
@@ -86,7 +87,7 @@ def test_an_early_claim_is_improved_and_proven():
     seen = []
     x = np.array([0.0, 0.0, 1.0, 1.0])  # feasible at cost 5; the optimum is 4
     assert opt == 4 and p.exact_check(x).feasible
-    sol = _certify(p, x, Status.OPTIMAL, float_bound=2.5, ask=_exact_asker(calls), report=seen.append)
+    sol = _certify(p, x, Status.OPTIMAL, float_bound=2.5, ask=_exact_asker(calls, p), report=seen.append)
     assert sol.status == Status.OPTIMAL and sol.exact_objective == opt
     assert sol.float_bound == 2.5 and sol.exact_bound == opt
     assert calls  # the bound question was asked
@@ -112,14 +113,14 @@ def test_a_tolerance_point_is_never_returned():
 
 def test_claimed_infeasibility_is_proven_or_refuted():
     p = _problem()
-    sol = _certify(p, None, Status.INFEASIBLE, ask=_exact_asker([]))
+    sol = _certify(p, None, Status.INFEASIBLE, ask=_exact_asker([], p))
     assert sol.status == Status.OPTIMAL  # a wrong infeasibility claim: the exact backend finds the optimum
     b = ProblemBuilder()
     m = b.add_mask(2)
     b.add_rows([[1.0, 1.0]], ">=", [2.0], strict=[True], margin=[1e-300])
     b.set_objective(m, 1.0)
     q = b.build()
-    sol = _certify(q, None, Status.INFEASIBLE, ask=_exact_asker([]))
+    sol = _certify(q, None, Status.INFEASIBLE, ask=_exact_asker([], q))
     assert sol.status == Status.INFEASIBLE
     lazy = _certify(q, None, Status.INFEASIBLE)
     assert lazy.status == Status.UNKNOWN and "not proven" in lazy.message
@@ -133,11 +134,12 @@ def test_points_only_rounded_rows_accept_are_excluded_by_no_goods():
     bogus = Solution(Status.OPTIMAL, assignment=np.array([0.0, 0.0, 0.0, 0.0]))
     answers = iter([ExactAnswer(bogus, False, True)])
 
-    def ask(q: Problem, dl: Deadline) -> ExactAnswer:
+    def ask(extra, dl: Deadline) -> ExactAnswer:
         try:
             return next(answers)
         except StopIteration:
-            assert q.n_rows > p.n_rows  # the no-good (and the cut) are in the question
+            q = p.with_rows(extra.A, extra.sense, extra.rhs)
+            assert q.n_rows == p.n_rows + 2  # the cut and the no-good are in the question
             return ExactAnswer(smug.solve(q, "z3", presolve=False, greedy=False, cuts=False), True, True)
 
     x = np.array([1.0, 1.0, 1.0, 1.0])
@@ -150,7 +152,7 @@ def test_time_running_out_leaves_the_proven_bound():
     p = _problem()
     dl = Deadline(1e-9)
     x = np.array([0.0, 0.0, 1.0, 1.0])
-    sol = _certify(p, x, Status.OPTIMAL, bound=Fraction(1), float_bound=3.0, deadline=dl, ask=_exact_asker([]))
+    sol = _certify(p, x, Status.OPTIMAL, bound=Fraction(1), float_bound=3.0, deadline=dl, ask=_exact_asker([], p))
     assert sol.status == Status.FEASIBLE and sol.exact_bound == 1 and "time limit" in sol.message
 
 

@@ -30,7 +30,8 @@ from smug.testing.reference import EnumerationBackend
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 #: the search alone: no presolve, cuts or greedy start in front of it
 BARE = dict(presolve=False, cuts=False, greedy=False)
-REGRESSIONS = Path(__file__).resolve().parents[1].parent / "shared" / "regressions"
+#: regression problems (copied from ../shared/regressions, so a clean checkout has them)
+REGRESSIONS = Path(__file__).resolve().parent / "data"
 
 
 def knapsack(n: int = 8, seed: int = 0):

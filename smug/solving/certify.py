@@ -44,7 +44,7 @@ from ..ir.exact import check, exact_rhs, fraction_to_float_down, fraction_to_flo
 from .contract import Incumbent, Reporter, Solution, Status
 from .deadline import Deadline
 
-__all__ = ["complete_reals", "make_exact", "certify", "ExactAnswer", "objective_cut", "MAX_ROUNDS"]
+__all__ = ["complete_reals", "make_exact", "certify", "ExactAnswer", "Rows", "objective_cut", "MAX_ROUNDS"]
 
 #: At most this many bound questions per certification (each round improves the incumbent or excludes a point).
 MAX_ROUNDS = 25
@@ -184,7 +184,7 @@ def certify(
     start: Incumbent | None,
     lower: Fraction,
     deadline: Deadline,
-    ask: Callable[[Problem, Deadline], ExactAnswer] | None,
+    ask: Callable[[Rows | None, Deadline], ExactAnswer] | None,
     report: Reporter,
 ) -> Solution:
     """Prove an unproven answer on ``problem`` exactly, as far as the time allows (see the module docstring).
@@ -199,7 +199,8 @@ def certify(
         start: an exactly feasible incumbent found before the solve (the greedy start).
         lower: a proven lower bound (box, cuts).
         deadline: when to stop.
-        ask: runs an exact backend on a bound question (``None``: no exact backend available).
+        ask: runs an exact backend on ``problem`` with extra rows (the objective cut and no-goods; ``None``:
+            none) and says what its answer proves (``None``: no exact backend available).
         report: called with every improving exactly feasible solution.
     """
     t0 = time.perf_counter()
@@ -254,13 +255,7 @@ def certify(
             message = f"certification stopped after {MAX_ROUNDS} rounds"
             break
         stats["rounds"] += 1
-        q = problem
-        if best is not None:
-            c, r, _ = objective_cut(problem, best[2])
-            q = q.with_rows(c.reshape(1, -1), LE, [r])
-        if nogoods:
-            q = q.with_rows(*_nogood_rows(problem, nogoods))
-        ans = ask(q, deadline)
+        ans = ask(_question(problem, None if best is None else best[2], nogoods), deadline)
         s = ans.solution
         if s.status == Status.INFEASIBLE and ans.bounds:
             # nothing better than the incumbent (no-goods only removed points known not to be better)
@@ -297,8 +292,27 @@ def certify(
     return done(Status.stopped(False, deadline.expired()), message)
 
 
-def _nogood_rows(problem: Problem, points: list[np.ndarray]) -> tuple[Any, int, list[float]]:
-    """Rows excluding each 0/1 point exactly: ``sum_{x_j=1} (1 - y_j) + sum_{x_j=0} y_j >= 1``."""
-    rows = np.vstack([np.where(p > 0.5, -1.0, 1.0) for p in points])
-    rhs = [1.0 - float((p > 0.5).sum()) for p in points]
-    return sp.csr_matrix(rows), GE, rhs
+@dataclass
+class Rows:
+    """Extra non-strict rows ``A x (sense) rhs`` a bound question adds to a problem."""
+
+    A: sp.csr_matrix
+    sense: np.ndarray
+    rhs: np.ndarray
+
+
+def _question(problem: Problem, v: Fraction | None, nogoods: list[np.ndarray]) -> Rows | None:
+    """The rows "better than ``v``" (when given) and one no-good per excluded 0/1 point."""
+    rows, sense, rhs = [], [], []
+    if v is not None:
+        c, r, _ = objective_cut(problem, v)
+        rows.append(c)
+        sense.append(LE)
+        rhs.append(r)
+    for p in nogoods:  # sum_{x_j=1} (1 - y_j) + sum_{x_j=0} y_j >= 1
+        rows.append(np.where(p > 0.5, -1.0, 1.0))
+        sense.append(GE)
+        rhs.append(1.0 - float((p > 0.5).sum()))
+    if not rows:
+        return None
+    return Rows(sp.csr_matrix(np.vstack(rows)), np.array(sense, dtype=np.int8), np.array(rhs))

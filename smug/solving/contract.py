@@ -42,6 +42,8 @@ __all__ = [
     "Backend",
     "SatBackend",
     "SatSession",
+    "Session",
+    "Changes",
     "Reporter",
 ]
 
@@ -157,6 +159,10 @@ class Capabilities:
         proves_bound: reports a lower bound when stopped early (an exact one when
             ``exact``; otherwise it is kept only as ``Solution.float_bound``).
         hints: takes a start solution (``hint=`` of :meth:`Backend.solve`).
+        sessions: keeps a model open between related queries: bound changes, added
+            and removed rows (:meth:`Backend.session`, or for a
+            :class:`SatBackend` the :class:`Changes` of its :class:`SatSession`);
+            :func:`smug.open_session` rebuilds the problem per query otherwise.
         reductions: the shared reductions it takes by default, from
             :data:`SHARED_REDUCTIONS` (``presolve``, ``cuts``, ``greedy``); an
             empty set solves the problem exactly as stated (``z3:original``).
@@ -175,6 +181,7 @@ class Capabilities:
     max_threads: int | None = 1
     proves_bound: bool = False
     hints: bool = False
+    sessions: bool = False
     reductions: frozenset[str] = SHARED_REDUCTIONS
 
     def __post_init__(self) -> None:
@@ -384,6 +391,10 @@ class Backend(ABC):
             raise UnsupportedParameterError(f"backend {self.name!r} cannot take a random seed; leave seed=0")
 
     # -- solving ---------------------------------------------------------
+    def session(self, problem: Problem, params: SolveParams) -> Session:
+        """Open ``problem`` for related queries (only with ``capabilities.sessions`` and ``optimize``)."""
+        raise NotImplementedError(f"backend {self.name!r} keeps no open model (capabilities.sessions=False)")
+
     def solve(
         self, problem: Problem, params: SolveParams, report: Reporter, hint: np.ndarray | None = None
     ) -> Solution:
@@ -404,7 +415,53 @@ class Backend(ABC):
         return f"<{type(self).__name__} {self.name!r} options={self.options!r}>"
 
 
-class SatSession(ABC):
+class Changes(ABC):  # noqa: B024 - the changes an incremental session takes (each optional)
+    """The changes an open model takes between queries (backends with ``capabilities.sessions``).
+
+    Variables keep the indices of the problem the session was opened on. Bounds
+    may change within that problem's bounds; rows (IR rows: sense, rhs, strict
+    and margin as in :class:`~smug.ir.Problem`) are added under handles the
+    caller picks and removed by them.
+    """
+
+    def set_bounds(self, idx: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> None:
+        """Give variables ``idx`` the bounds ``[lb, ub]`` (within the opened problem's bounds)."""
+        raise NotImplementedError(f"{type(self).__name__} takes no bound changes")
+
+    def add_rows(
+        self,
+        handles: list[int],
+        A: Any,
+        sense: np.ndarray,
+        rhs: np.ndarray,
+        strict: np.ndarray,
+        margin: np.ndarray,
+    ) -> None:
+        """Add rows ``A x (sense) rhs`` (``A``: CSR, one column per variable), one per handle."""
+        raise NotImplementedError(f"{type(self).__name__} takes no added rows")
+
+    def remove_rows(self, handles: list[int]) -> None:
+        """Remove the rows added under these handles."""
+        raise NotImplementedError(f"{type(self).__name__} takes no removed rows")
+
+
+class Session(Changes):
+    """A backend's open model answering related optimisation queries (``capabilities.sessions``).
+
+    Opened by :meth:`Backend.session` on a reduced problem; :func:`smug.open_session`
+    (:mod:`smug.solving.session`) puts the chain, exact checks, certification
+    and the hard time limit around it.
+    """
+
+    @abstractmethod
+    def solve(self, params: SolveParams, report: Reporter, *, objective: bool = True) -> Solution:
+        """Minimise the objective (``objective=False``: find any feasible point) under the current changes."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release solver resources."""
+
+
+class SatSession(Changes):
     """A solver loaded with a problem's constraints, answering bounded satisfiability queries.
 
     The shared search calls :meth:`check` repeatedly with tightening bounds;

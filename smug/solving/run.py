@@ -49,7 +49,7 @@ from ..reductions.incumbent import CardinalityCuts, cardinality_lower_bound, gre
 from ..reductions.integer_scaling import DEFAULT_BITS, IntegerScaling
 from ..reductions.presolve import Presolve
 from ..reductions.relu_bigm import ReluBigM
-from .certify import ExactAnswer, certify, make_exact
+from .certify import ExactAnswer, Rows, certify, make_exact
 from .contract import Backend, Incumbent, Solution, SolveParams, Status
 from .deadline import Deadline, grace_seconds
 from .registry import get_backend, require_installed
@@ -325,7 +325,8 @@ def pipeline(
         asker = None
         if plan.certifier(p1) is not None:
 
-            def asker(q: Problem, dl: Deadline) -> ExactAnswer:
+            def asker(extra: Rows | None, dl: Deadline) -> ExactAnswer:
+                q = p1 if extra is None else p1.with_rows(extra.A, extra.sense, extra.rhs)
                 cb = plan.certifier(q)
                 if cb is None:
                     return ExactAnswer(

@@ -51,6 +51,7 @@ def minimize(
     *,
     start: Incumbent | None = None,
     lower: Fraction | None = None,
+    session: SatSession | None = None,
 ) -> Solution:
     """Minimise ``problem``'s objective with ``backend``'s satisfiability sessions.
 
@@ -62,6 +63,7 @@ def minimize(
         report: called with every improving solution.
         start: an exactly feasible solution to start from (skips the first check).
         lower: a proven lower bound on the optimum (for example from cuts).
+        session: an open session to search in (kept open afterwards); default: a fresh one.
 
     Returns:
         A :class:`Solution` with ``exact_objective`` and ``exact_bound`` (the best
@@ -75,8 +77,10 @@ def minimize(
     integral = problem.objective_is_integral
     deadline = Deadline(params.time_limit)
     t0 = time.perf_counter()
-    incremental = backend.capabilities.incremental
-    session: SatSession | None = backend.open_session(problem, params) if incremental else None
+    incremental = backend.capabilities.incremental or session is not None
+    own = session is None
+    if session is None and incremental:
+        session = backend.open_session(problem, params)
     build_time = time.perf_counter() - t0
     t1 = time.perf_counter()
     lo = trivial_lower_bound(problem)
@@ -110,7 +114,8 @@ def minimize(
     def finish(status: Status, message: str = "") -> Solution:
         if session is not None:
             stats.update(getattr(session, "stats", {}) or {})
-            session.close()
+            if own:
+                session.close()
         proven = None if status == Status.INFEASIBLE else lo
         stats["checks"] = checks
         return Solution(
