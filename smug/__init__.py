@@ -13,6 +13,7 @@ from .ir import Problem, ProblemBuilder
 from .solving.contract import Backend, Capabilities, SatBackend, SatSession, Solution, SolveParams, Status
 from .solving.registry import backend_names, backend_table, get_backend, register
 from .solving.run import solve
+from .solving.session import SolverSession, open_session
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,8 @@ __all__ = [
     "Problem",
     "ProblemBuilder",
     "solve",
+    "open_session",
+    "SolverSession",
     "Solution",
     "SolveParams",
     "Status",

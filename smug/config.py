@@ -86,6 +86,10 @@ class Config:
             optimum) or ``"subset"`` (a deletion loop; scales further).
         bounds: full-network encoding only: pre-activation bounds from interval
             arithmetic (``"interval"``) or tightened by LPs (``"lp"``).
+        sessions: full-network robust explanations: answer the deletion loop's
+            and the hitting-set master's checks in open solver sessions
+            (:func:`smug.open_session`; ``False``: encode and solve each check
+            afresh, with the bounds of its own mask).
     """
 
     backend: str = "ortools:scip"
@@ -113,6 +117,7 @@ class Config:
     input_range: tuple[float, float] = (0.0, 1.0)
     minimality: str = "cardinality"
     bounds: str = "interval"
+    sessions: bool = True
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, expect: str) -> None:
@@ -175,6 +180,7 @@ class Config:
         )
         need(self.minimality in MINIMALITIES, "minimality", f"one of {MINIMALITIES}")
         need(self.bounds in BOUNDS, "bounds", f"one of {BOUNDS}")
+        need(isinstance(self.sessions, bool), "sessions", "true or false")
 
     # ------------------------------------------------------------- building
     @classmethod

@@ -260,3 +260,19 @@ def test_every_relu_backend_solves_the_encoding() -> None:
             continue
         sol = smug.solve(p, name, time_limit=20)
         assert sol.status == Status.OPTIMAL and sol.objective == expect, (name, sol.status, sol.message)
+
+
+@pytest.mark.parametrize(("seed", "backend"), [(0, "ortools:scip"), (2, "ortools:scip"), (2, "z3")])
+def test_robust_checks_in_a_session_equal_fresh_checks(seed: int, backend: str) -> None:
+    """The deletion loop and the hitting-set master in open sessions reach the same optimum as fresh solves."""
+    model = _net(seed, n_in=8, depth=2)
+    x = np.random.default_rng(seed).uniform(0, 1, size=(1, 1, 8))
+    kw = dict(masking="robust", minimality="cardinality", time_limit=30, backend=backend)
+    fresh = explain_network(model, x, sessions=False, **kw)
+    ses = explain_network(model, x, **kw)
+    assert ses.stats["session_checks"] >= 1 and "session_checks" not in fresh.stats  # the session really ran
+    assert ses.status == fresh.status == Status.OPTIMAL
+    assert ses.objective == fresh.objective
+    assert np.array_equal(ses.mask_groups, fresh.mask_groups)
+    kept = ses.mask.reshape(-1) > 0.5
+    assert _attack(model, x, kept, ses.target) > 0

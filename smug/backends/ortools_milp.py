@@ -31,11 +31,11 @@ import scipy.sparse as sp
 
 from ..errors import BackendNotInstalledError, ConfigError, UnsupportedProblemError
 from ..ir import GE, LE, Problem
-from ..ir.exact import rounded_rhs
-from ..solving.contract import Backend, Capabilities, Incumbent, Reporter, Solution, SolveParams, Status
+from ..ir.exact import RowSides, rounded_rhs
+from ..solving.contract import Backend, Capabilities, Incumbent, Reporter, Session, Solution, SolveParams, Status
 from ..solving.deadline import Deadline
 
-__all__ = ["ORToolsMILPBackend", "MILP_SOLVERS", "mp_model_proto"]
+__all__ = ["ORToolsMILPBackend", "MILPSession", "MILP_SOLVERS", "mp_model_proto"]
 
 #: The MILP solvers :class:`ORToolsMILPBackend` drives, by their ``pywraplp`` names.
 MILP_SOLVERS = ("SCIP", "HIGHS", "CBC")
@@ -46,7 +46,9 @@ _INT32_MAX = 2**31 - 1
 _MILP_INFINITY = 1e20
 _HIGHS_MAX_COEF = 1e15
 
-_COMMON = dict(optimize=True, relu=False, real_vars=True, exact=False, native_time_limit=True, proves_bound=True)
+_COMMON = dict(
+    optimize=True, relu=False, real_vars=True, exact=False, native_time_limit=True, proves_bound=True, sessions=True
+)
 _MILP_CAPS = {
     "SCIP": Capabilities(**_COMMON, tolerance=_FEAS_TOL, seed=True, max_threads=None),  # type: ignore[arg-type]
     "HIGHS": Capabilities(**_COMMON, tolerance=_FEAS_TOL, seed=True, max_threads=1),  # type: ignore[arg-type]
@@ -208,24 +210,10 @@ class ORToolsMILPBackend(Backend):
             )
         return ""
 
-    def solve(
-        self, problem: Problem, params: SolveParams, report: Reporter, hint: np.ndarray | None = None
-    ) -> Solution:
-        """Lower to one proto, solve, read the answer back (a claim: ``smug.solve`` certifies it)."""
-        from ortools.linear_solver import linear_solver_pb2, pywraplp
+    def _configure(self, solver: Any, params: SolveParams) -> Any:
+        """Output, threads and the solver's own parameters; returns the ``MPSolverParameters`` of a solve."""
+        from ortools.linear_solver import pywraplp
 
-        if problem.n_relu:
-            raise UnsupportedProblemError(f"{self.name} takes ReLU-free problems; call it through smug.solve")
-        t0 = time.perf_counter()
-        deadline = Deadline(params.time_limit)
-        proto = mp_model_proto(problem, rounded_rhs(problem, tighten=True))
-        solver = pywraplp.Solver.CreateSolver(self.solver)
-        if solver is None:
-            return Solution(Status.ERROR, message=f"this OR-Tools build has no {self.solver}; {self.install_hint()}")
-        err = solver.LoadModelFromProto(proto)
-        if err:
-            return Solution(Status.ERROR, message=f"OR-Tools rejected the model: {err}")
-        build_time = time.perf_counter() - t0
         if params.verbose:
             solver.EnableOutput()
         else:
@@ -239,9 +227,45 @@ class ORToolsMILPBackend(Backend):
         mpp.SetDoubleParam(mpp.RELATIVE_MIP_GAP, 0.0)
         if self.solver == "SCIP":
             mpp.SetDoubleParam(mpp.PRIMAL_TOLERANCE, _FEAS_TOL)
+        return mpp
+
+    def _load(self, problem: Problem) -> tuple[Any, str | None]:
+        """A ``pywraplp`` solver loaded with ``problem`` (and an error message, or ``None``)."""
+        from ortools.linear_solver import pywraplp
+
+        if problem.n_relu:
+            raise UnsupportedProblemError(f"{self.name} takes ReLU-free problems; call it through smug.solve")
+        proto = mp_model_proto(problem, rounded_rhs(problem, tighten=True))
+        solver = pywraplp.Solver.CreateSolver(self.solver)
+        if solver is None:
+            return None, f"this OR-Tools build has no {self.solver}; {self.install_hint()}"
+        err = solver.LoadModelFromProto(proto)
+        return solver, (f"OR-Tools rejected the model: {err}" if err else None)
+
+    def solve(
+        self, problem: Problem, params: SolveParams, report: Reporter, hint: np.ndarray | None = None
+    ) -> Solution:
+        """Lower to one proto, solve, read the answer back (a claim: ``smug.solve`` certifies it)."""
+        t0 = time.perf_counter()
+        solver, err = self._load(problem)
+        if err:
+            return Solution(Status.ERROR, message=err)
+        mpp = self._configure(solver, params)
+        return self._run(solver, mpp, problem, params, report, time.perf_counter() - t0)
+
+    def session(self, problem: Problem, params: SolveParams) -> Session:
+        """The loaded model, modified in place between queries (:class:`MILPSession`)."""
+        return MILPSession(self, problem, params)
+
+    def _run(
+        self, solver: Any, mpp: Any, problem: Problem, params: SolveParams, report: Reporter, build_time: float
+    ) -> Solution:
+        """Solve the loaded model under the time limit and read the answer back (variables in ``problem``'s order)."""
+        from ortools.linear_solver import linear_solver_pb2, pywraplp
+
+        deadline = Deadline(params.time_limit)
         limit = deadline.solver_limit()
-        if limit is not None:
-            solver.SetTimeLimit(max(1, int(limit * 1000)))
+        solver.SetTimeLimit(max(1, int(limit * 1000)) if limit is not None else 0)
         t1 = time.perf_counter()
         code = int(solver.Solve(mpp))
         resp = linear_solver_pb2.MPSolutionResponse()
@@ -283,3 +307,84 @@ class ORToolsMILPBackend(Backend):
             message=message,
             stats=stats,
         )
+
+
+class MILPSession(Session):
+    """A loaded ``pywraplp`` model answering related queries: bounds set, rows added and emptied in place.
+
+    The bounds are the opened problem's (``set_bounds`` within them, as the
+    session layer checks); an added row is a new ``pywraplp`` constraint with
+    its right-hand side rounded never weaker, a removed one is cleared and
+    freed (``-inf <= 0 <= inf``).  SCIP and CBC re-solve the modified model
+    from the start; OR-Tools extracts only what changed.  Answers are claims,
+    certified by the session layer.
+    """
+
+    def __init__(self, backend: ORToolsMILPBackend, problem: Problem, params: SolveParams) -> None:
+        t0 = time.perf_counter()
+        self.be, self.problem = backend, problem
+        self.solver, err = backend._load(problem)
+        if err:
+            raise RuntimeError(err)
+        self.mpp = backend._configure(self.solver, params)
+        self.vars = self.solver.variables()
+        self.rows: dict[int, Any] = {}
+        self.build_time = time.perf_counter() - t0
+        self.objective_on = True
+
+    def set_bounds(self, idx: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> None:
+        """``SetBounds`` on each variable."""
+        for j, lo, hi in zip(np.asarray(idx).tolist(), np.asarray(lb).tolist(), np.asarray(ub).tolist()):
+            self.vars[j].SetBounds(lo, hi)
+
+    def add_rows(
+        self, handles: list[int], A: Any, sense: np.ndarray, rhs: np.ndarray, strict: np.ndarray, margin: np.ndarray
+    ) -> None:
+        """One constraint per row (columns past the opened problem's, the big-M indicators, are never used)."""
+        r = rounded_rhs(RowSides(rhs, sense, strict, margin), tighten=True)
+        inf = self.solver.infinity()
+        for k, h in enumerate(handles):
+            lo = -inf if sense[k] == LE else float(r[k])
+            hi = inf if sense[k] == GE else float(r[k])
+            ct = self.solver.Constraint(lo, hi)
+            for j, v in zip(
+                A.indices[A.indptr[k] : A.indptr[k + 1]].tolist(), A.data[A.indptr[k] : A.indptr[k + 1]].tolist()
+            ):
+                ct.SetCoefficient(self.vars[j], v)
+            self.rows[h] = ct
+
+    def remove_rows(self, handles: list[int]) -> None:
+        """Clear the rows' coefficients and free their bounds."""
+        inf = self.solver.infinity()
+        for h in handles:
+            ct = self.rows.pop(h, None)
+            if ct is not None:
+                ct.Clear()
+                ct.SetBounds(-inf, inf)
+
+    def _objective(self, on: bool) -> None:
+        if on == self.objective_on:
+            return
+        obj = self.solver.Objective()
+        c = self.problem.objective
+        for j in np.flatnonzero(c).tolist():
+            obj.SetCoefficient(self.vars[j], float(c[j]) if on else 0.0)
+        obj.SetOffset(float(self.problem.objective_constant) if on else 0.0)
+        self.objective_on = on
+
+    def solve(self, params: SolveParams, report: Reporter, *, objective: bool = True) -> Solution:
+        """Re-solve the modified model (``objective=False``: the zero objective)."""
+        self._objective(objective)
+        p = (
+            self.problem
+            if objective
+            else self.problem.replace(objective=np.zeros(self.problem.n_vars), objective_constant=0.0)
+        )
+        sol = self.be._run(self.solver, self.mpp, p, params, report, self.build_time)
+        self.build_time = 0.0
+        return sol
+
+    def close(self) -> None:
+        """Free the solver."""
+        self.solver = None
+        self.vars = []

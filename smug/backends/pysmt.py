@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import BackendNotInstalledError, UnsupportedParameterError, ValidationError
 from ..ir import EQ, GE, LE, Problem
-from ..ir.exact import exact_rhs
+from ..ir.exact import RowSides, exact_rhs
 from ..solving.contract import Capabilities, SatBackend, SatSession, SolveParams
 
 __all__ = ["PySMTBackend", "PySMTSession", "ensure_yices_findable", "installed_solvers", "SOLVERS", "ENCODINGS"]
@@ -251,6 +251,7 @@ class PySMTBackend(SatBackend):
         deterministic=False,
         max_threads=1,
         proves_bound=True,
+        sessions=True,
     )
 
     OPTIONS = ("solver", "search", "encoding")
@@ -326,6 +327,7 @@ class PySMTSession(SatSession):
         self.verbose = params.verbose
         self.encoding = encoding
         self._model: tuple[np.ndarray, list[Fraction]] | None = None
+        self.changes: dict[tuple[str, int], tuple[Any, Any]] = {}  # key -> (formula, z3's activation literal)
         self._z3_verbose = False
         self.solver: Any = None
         # A private PySMT environment per session: its formulas are freed with the
@@ -458,40 +460,10 @@ class PySMTSession(SatSession):
             self.symbols.append(s)
             terms.append(t)
 
-        prod_cache: dict[tuple[float, int], Any] = {}
+        self.terms, self._num, self._products = terms, num, {}
+        linear = self._linear
 
-        def linear(cols: list[int], vals: list[float]) -> Any:
-            parts = []
-            for j, v in zip(cols, vals):
-                if v == 1.0:
-                    parts.append(terms[j])
-                    continue
-                key = (v, j)
-                p = prod_cache.get(key)
-                if p is None:
-                    p = mgr.Times(num(v), terms[j])
-                    prod_cache[key] = p
-                parts.append(p)
-            if not parts:
-                return zero
-            if len(parts) == 1:
-                return parts[0]
-            return mgr.Plus(parts)
-
-        A = problem.A
-        indptr, indices, data = A.indptr.tolist(), A.indices.tolist(), A.data.tolist()
-        sense = problem.sense.tolist()
-        for i, r in enumerate(exact_rhs(problem)):
-            a, b = indptr[i], indptr[i + 1]
-            lhs = linear(indices[a:b], data[a:b])
-            rq = mgr.Real(r)
-            if sense[i] == LE:
-                formulas.append(mgr.LE(lhs, rq))
-            elif sense[i] == GE:
-                formulas.append(mgr.LE(rq, lhs))
-            else:
-                assert sense[i] == EQ
-                formulas.append(mgr.Equals(lhs, rq))
+        formulas += self._rows(problem.A, problem.sense, exact_rhs(problem))
 
         for xi, yi, lo, hi in zip(
             problem.relu_in.tolist(), problem.relu_out.tolist(), problem.relu_lb.tolist(), problem.relu_ub.tolist()
@@ -511,6 +483,91 @@ class PySMTSession(SatSession):
         self.objective_term = linear(nz.tolist(), c[nz].tolist())
         self.objective_constant = Fraction(float(problem.objective_constant))
         return formulas
+
+    def _linear(self, cols: list[int], vals: list[float]) -> Any:
+        """``sum vals * x[cols]`` (products shared between rows)."""
+        mgr, terms, num, cache = self.mgr, self.terms, self._num, self._products
+        parts = []
+        for j, v in zip(cols, vals):
+            if v == 1.0:
+                parts.append(terms[j])
+                continue
+            key = (v, j)
+            p = cache.get(key)
+            if p is None:
+                p = mgr.Times(num(v), terms[j])
+                cache[key] = p
+            parts.append(p)
+        if not parts:
+            return num(0.0)
+        if len(parts) == 1:
+            return parts[0]
+        return mgr.Plus(parts)
+
+    def _rows(self, A: Any, sense: Any, rhs: list[Fraction]) -> list[Any]:
+        """One formula per CSR row ``A_i x (sense_i) rhs_i`` (``rhs`` exact, margins applied)."""
+        mgr = self.mgr
+        indptr, indices, data = A.indptr.tolist(), A.indices.tolist(), A.data.tolist()
+        out = []
+        for i, (s, r) in enumerate(zip(np.asarray(sense).tolist(), rhs)):
+            lhs = self._linear(indices[indptr[i] : indptr[i + 1]], data[indptr[i] : indptr[i + 1]])
+            rq = mgr.Real(r)
+            if s == LE:
+                out.append(mgr.LE(lhs, rq))
+            elif s == GE:
+                out.append(mgr.LE(rq, lhs))
+            else:
+                assert s == EQ
+                out.append(mgr.Equals(lhs, rq))
+        return out
+
+    # --------------------------------------------------------------- changes
+    # Every change is a formula kept in self.changes while it holds.  z3 asserts
+    # it once under an activation literal, assumed in each check and asserted
+    # false when the change is undone; the other solvers assert the current
+    # changes inside each check's push/pop scope.
+    def _change(self, key: tuple[str, int], formula: Any | None) -> None:
+        old = self.changes.pop(key, None)
+        if old is not None and self.solver_name == "z3" and old[1] is not None:
+            self.solver.add_assertion(self.mgr.Not(old[1]))
+        if formula is None:
+            return
+        act = None
+        if self.solver_name == "z3":
+            from pysmt.typing import BOOL
+
+            act = self.mgr.FreshSymbol(BOOL, template="change_%d")
+            self.solver.add_assertion(self.mgr.Implies(act, formula))
+        self.changes[key] = (formula, act)
+
+    def set_bounds(self, idx: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> None:
+        """Bounds as formulas (a binary's literal when it is fixed); the opened problem's bounds mean no change."""
+        with self._active():
+            mgr, p = self.mgr, self.problem
+            for j, lo, hi in zip(np.asarray(idx).tolist(), np.asarray(lb).tolist(), np.asarray(ub).tolist()):
+                f = None
+                if (lo, hi) != (float(p.lb[j]), float(p.ub[j])):
+                    t = self.terms[j]
+                    if p.is_binary[j] and self.encoding != "int":
+                        s = self.symbols[j]
+                        f = s if lo == 1 else mgr.Not(s)
+                    else:
+                        f = mgr.And(mgr.LE(self._num(lo), t), mgr.LE(t, self._num(hi)))
+                self._change(("bounds", j), f)
+
+    def add_rows(
+        self, handles: list[int], A: Any, sense: np.ndarray, rhs: np.ndarray, strict: np.ndarray, margin: np.ndarray
+    ) -> None:
+        """One formula per row, held until removed."""
+        with self._active():
+            for h, f in zip(handles, self._rows(A, sense, exact_rhs(RowSides(rhs, sense, strict, margin)))):
+                self._change(("row", h), f)
+
+    def remove_rows(self, handles: list[int]) -> None:
+        """Undo the rows."""
+        with self._active():
+            for h in handles:
+                self._change(("row", h), None)
 
     # --------------------------------------------------------------- checks
     def _log(self, msg: str) -> None:
@@ -542,9 +599,10 @@ class PySMTSession(SatSession):
             if bound_formula is not None:
                 act = self.mgr.FreshSymbol(BOOL, template="bound_%d")
                 self.solver.add_assertion(self.mgr.Implies(act, bound_formula))
+            assume = [a for _, a in self.changes.values()] + ([act] if act is not None else [])
             try:
                 try:
-                    res = self._solve(timeout, [act] if act is not None else None)
+                    res = self._solve(timeout, assume or None)
                 except SolverReturnedUnknownResultError:
                     res = "unknown"
                 if res == "sat":
@@ -555,6 +613,8 @@ class PySMTSession(SatSession):
         else:
             self.solver.push()
             try:
+                for f, _ in self.changes.values():
+                    self.solver.add_assertion(f)
                 if bound_formula is not None:
                     self.solver.add_assertion(bound_formula)
                 try:

@@ -34,8 +34,8 @@ import numpy as np
 
 from ..errors import ValidationError
 from ..ir import LE, Problem
-from ..ir.exact import objective
-from ..ir.export import SmtLowering, row_assertion, smt_number, smtlib2_lowering
+from ..ir.exact import RowSides, exact_rhs, objective
+from ..ir.export import SmtLowering, lower_row, row_assertion, smt_number, smtlib2_lowering
 from ..solving.contract import (
     Capabilities,
     Incumbent,
@@ -76,6 +76,7 @@ _ENCODING_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 _PB_LIMIT = 2**30
+_NO_TIMEOUT = 2**32 - 1  # z3's "no timeout" (its default, in ms)
 
 
 def z3_version() -> str | None:
@@ -121,12 +122,12 @@ class Interrupt:
         self.fired = True
         self.ctx.interrupt()
 
-    def check(self, z3: Any, solver: Any) -> Any:
-        """``solver.check()`` under the watchdog; a cancel raised as ``Z3Exception`` counts as ``unknown``."""
+    def check(self, z3: Any, solver: Any, *assumptions: Any) -> Any:
+        """``solver.check(*assumptions)`` under the watchdog; a cancel raised as ``Z3Exception`` is ``unknown``."""
         if self.timer is not None:
             self.timer.start()
         try:
-            return solver.check()
+            return solver.check(*assumptions)
         except z3.Z3Exception as exc:
             if self.fired or "canceled" in str(exc):
                 return z3.unknown
@@ -288,6 +289,7 @@ class Z3Backend(SatBackend):
         max_threads=1,
         proves_bound=True,
         hints=True,
+        sessions=True,
     )
 
     OPTIONS = ("encoding", "hint", "search", "z3_params")
@@ -386,7 +388,13 @@ def _bounds(z3: Any, opt: Any, handle: Any) -> tuple[Fraction | None, Fraction |
 
 
 class _Z3Session(SatSession):
-    """A z3 ``Solver`` holding a problem's constraints (``"pb"`` encoding), with bounds pushed and popped."""
+    """A z3 ``Solver`` holding a problem's constraints (``"pb"`` encoding), with bounds pushed and popped.
+
+    Changes are assumptions: a fixed binary is its literal, a tightened real
+    bound or an added row a guarded assertion ``(=> g row)`` with ``g`` assumed
+    while it holds; a retired guard is asserted false (z3 then drops its
+    clauses).  Nothing is ever re-parsed but the change itself.
+    """
 
     def __init__(self, problem: Problem, params: SolveParams, z3_params: dict[str, Any]) -> None:
         import z3
@@ -406,6 +414,58 @@ class _Z3Session(SatSession):
         self.integral = problem.objective_is_integral
         self._model: tuple[np.ndarray, list[Fraction] | None] | None = None
         self.stats = {"pb_rows": self.low.n_pb_rows, "arith_rows": self.low.n_arith_rows}
+        self.assume: dict[tuple[str, int], Any] = {}  # ("b"|"x"|"r", index or handle) -> assumed literal
+        self._guards = 0
+
+    # -- changes
+    def _guarded(self, assertion: str) -> Any:
+        """Assert ``(=> g body)`` for ``(assert body)`` with a fresh guard ``g``; returns ``g``."""
+        z3 = self.z3
+        g = f"g{self._guards}"
+        self._guards += 1
+        body = assertion[len("(assert ") : -1]
+        text = f"(declare-const {g} Bool)(assert (=> {g} {body}))"
+        self.solver.add(*list(z3.parse_smt2_string(text, decls=self.decls, ctx=self.ctx)))
+        return z3.Bool(g, self.ctx)
+
+    def _retire(self, key: tuple[str, int]) -> None:
+        lit = self.assume.pop(key, None)
+        if lit is not None and key[0] != "b":
+            self.solver.add(self.z3.Not(lit))
+
+    def set_bounds(self, idx: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> None:
+        """Fixed binaries become assumed literals, real bounds guarded assertions."""
+        z3, p = self.z3, self.problem
+        for j, lo, hi in zip(np.asarray(idx).tolist(), np.asarray(lb).tolist(), np.asarray(ub).tolist()):
+            if self.low.fixed[j] >= 0:
+                continue  # fixed in the opened problem; the caller checked the change stays inside it
+            key = ("b" if p.is_binary[j] else "x", j)
+            self._retire(key)
+            if p.is_binary[j]:
+                if lo == hi:
+                    t = z3.Bool(self.low.symbols[j], self.ctx)
+                    self.assume[key] = t if lo == 1 else z3.Not(t)
+            elif (lo, hi) != (float(p.lb[j]), float(p.ub[j])):
+                s = self.low.symbols[j]
+                self.assume[key] = self._guarded(
+                    f"(assert (<= {smt_number(Fraction(lo))} {s} {smt_number(Fraction(hi))}))"
+                )
+
+    def add_rows(
+        self, handles: list[int], A: Any, sense: np.ndarray, rhs: np.ndarray, strict: np.ndarray, margin: np.ndarray
+    ) -> None:
+        """Each row a guarded assertion, assumed until removed."""
+        rq = exact_rhs(RowSides(rhs, sense, strict, margin))
+        for k, h in enumerate(handles):
+            lo, hi = A.indptr[k], A.indptr[k + 1]
+            text = lower_row(self.low, self.problem, A.indices[lo:hi], A.data[lo:hi], int(sense[k]), rq[k], _PB_LIMIT)
+            self._retire(("r", h))
+            self.assume[("r", h)] = self._guarded(text)
+
+    def remove_rows(self, handles: list[int]) -> None:
+        """Retire the rows' guards."""
+        for h in handles:
+            self._retire(("r", h))
 
     def _bound_text(self, bound: Fraction, strict: bool) -> str:
         rhs = bound - self.low.objective_constant
@@ -420,10 +480,9 @@ class _Z3Session(SatSession):
         z3 = self.z3
         s = self.solver
         self._model = None
-        if timeout is not None:
-            if timeout <= 0:
-                return "unknown"
-            s.set(timeout=max(1, int(timeout * 1000)))
+        if timeout is not None and timeout <= 0:
+            return "unknown"
+        s.set(timeout=_NO_TIMEOUT if timeout is None else max(1, int(timeout * 1000)))  # a session's checks differ
         s.push()
         try:
             if bound is not None:
@@ -432,7 +491,7 @@ class _Z3Session(SatSession):
                         z3.parse_smt2_string(self._bound_text(Fraction(bound), strict), decls=self.decls, ctx=self.ctx)
                     )
                 )
-            res = Interrupt(self.ctx, timeout).check(z3, s)
+            res = Interrupt(self.ctx, timeout).check(z3, s, *self.assume.values())
             if res == z3.sat:
                 self._model = self.reader.read(s.model())
                 return "sat"

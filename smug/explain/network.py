@@ -49,13 +49,14 @@ from torch import nn
 from ..config import Config
 from ..encoders.groups import feature_groups, group_areas
 from ..encoders.image import make_baseline
-from ..encoders.network import LoweredNetwork, encode_network, linear_margin_bounds, lower_network
+from ..encoders.network import LoweredNetwork, NetworkEncoding, encode_network, linear_margin_bounds, lower_network
 from ..errors import BoundsError, NonFiniteError, ShapeError, UnsupportedProblemError, ValidationError
 from ..ir import Problem, ProblemBuilder
 from ..solving.contract import Solution, Status
 from ..solving.deadline import Deadline
 from ..solving.registry import get_backend, require_installed
 from ..solving.run import solve
+from ..solving.session import open_session
 from .results import save_explanation
 
 __all__ = ["NetworkExplanation", "explain_network", "network_problem", "MINIMALITY_KINDS"]
@@ -590,15 +591,26 @@ _CONFIRM = 1e-9
 
 
 class _Verifier:
-    """Decides "does every completion of this mask keep the answer?" and collects counterexamples."""
+    """Decides "does every completion of this mask keep the answer?" and collects counterexamples.
 
-    def __init__(self, ctx: _Context, t0: float, stats: dict[str, Any]) -> None:
+    With a ``base`` encoding (the whole input range, counterexample output) and
+    ``cfg.sessions``, the solver checks run in one open session on it: each
+    check fixes the mask variables, narrows the inputs to the mask's box and
+    drops the classes its bounds rule out, all as bound changes.  Otherwise
+    each check encodes the network for its own mask (tighter bounds) and solves
+    it afresh.
+    """
+
+    def __init__(self, ctx: _Context, t0: float, stats: dict[str, Any], base: NetworkEncoding | None = None) -> None:
         self.ctx, self.t0, self.stats = ctx, t0, stats
         for k in ("ibp_proofs", "attack_refutations", "solver_calls", "solver_proofs", "solver_refutations"):
             stats.setdefault(k, 0)
         stats.setdefault("unknown_checks", 0)
         self.max_unstable = 0
         self.recent: list[np.ndarray] = []  # recent counterexamples: good attack starts
+        self.base = base if ctx.cfg.sessions and base is not None and base.input_vars is not None else None
+        self.session: Any = None
+        self._state: dict[str, np.ndarray] = {}
 
     def __call__(self, mask: np.ndarray, *, use_attack: bool = True) -> tuple[str, np.ndarray | None]:
         """``("valid", None)``, ``("invalid", witness)``, ``("near", completion)`` or ``("unknown", None)``.
@@ -622,30 +634,37 @@ class _Verifier:
                 stats["attack_refutations"] += 1
                 self._remember(xa)
                 return "invalid", xa
-        enc = encode_network(
-            ctx.net,
-            ctx.x,
-            ctx.target,
-            ids=ctx.ids,
-            masking="robust",
-            input_range=(ctx.lo, ctx.hi),
-            threshold=ctx.delta,
-            output="counterexample",
-            fixed_mask=mask,
-            bounds=ctx.cfg.bounds,
-            margin_lb=mlb,
-        )
-        self.max_unstable = max(self.max_unstable, enc.n_unstable)
-        if enc.trivially_valid:
-            stats["ibp_proofs"] += 1
-            return "valid", None
-        stats["solver_calls"] += 1
-        sol = ctx.solve(enc.problem, self.t0, isolate=False)
+        if self.base is not None:
+            sol, inputs = self._in_session(mask, lo, hi, mlb)
+            if sol is None:
+                stats["ibp_proofs"] += 1
+                return "valid", None
+        else:
+            enc = encode_network(
+                ctx.net,
+                ctx.x,
+                ctx.target,
+                ids=ctx.ids,
+                masking="robust",
+                input_range=(ctx.lo, ctx.hi),
+                threshold=ctx.delta,
+                output="counterexample",
+                fixed_mask=mask,
+                bounds=ctx.cfg.bounds,
+                margin_lb=mlb,
+            )
+            self.max_unstable = max(self.max_unstable, enc.n_unstable)
+            if enc.trivially_valid:
+                stats["ibp_proofs"] += 1
+                return "valid", None
+            stats["solver_calls"] += 1
+            sol = ctx.solve(enc.problem, self.t0, isolate=False)
+            inputs = enc.input_vars
         if sol.status == Status.INFEASIBLE:
             stats["solver_proofs"] += 1
             return "valid", None
         if sol.status.has_solution and sol.assignment is not None:
-            w = sol.assignment[enc.input_vars]
+            w = sol.assignment[inputs]
             w = np.clip(w, lo, hi)
             m = ctx.margins(w)[0]
             if m > ctx.delta - _CONFIRM:  # on the boundary by the solver's tolerance: push it over
@@ -661,6 +680,54 @@ class _Verifier:
             return "near", w
         stats["unknown_checks"] += 1
         return "unknown", None
+
+    def _in_session(
+        self, mask: np.ndarray, lo: np.ndarray, hi: np.ndarray, mlb: np.ndarray
+    ) -> tuple[Solution | None, np.ndarray]:
+        """The check as bound changes on the open session (``None``: the bounds alone rule out every class)."""
+        ctx, enc = self.ctx, self.base
+        assert enc is not None and enc.input_vars is not None
+        sel_off = mlb[enc.candidates] > ctx.delta  # classes this mask's box rules out
+        if sel_off.all():
+            return None, enc.input_vars
+        if self.session is None:
+            self.session = open_session(
+                enc.problem,
+                ctx.backend,
+                seed=ctx.cfg.seed,
+                threads=ctx.cfg.threads,
+                verbose=ctx.cfg.verbose,
+                isolate=False,
+            )
+            self.max_unstable = max(self.max_unstable, enc.n_unstable)
+            p = enc.problem
+            self._state = {"m": p.lb[: ctx.n_groups] - 1, "lo": p.lb[enc.input_vars], "hi": p.ub[enc.input_vars]}
+            self._state["sel"] = np.zeros(enc.selector_vars.size, dtype=bool)
+        s, st = self.session, self._state
+        m = np.asarray(mask, dtype=np.float64)
+        ch = np.flatnonzero(m != st["m"])
+        if ch.size:
+            s.fix(ch, m[ch])
+        ch = np.flatnonzero((lo != st["lo"]) | (hi != st["hi"]))
+        if ch.size:
+            s.set_bounds(enc.input_vars[ch], lo[ch], hi[ch])
+        if enc.selector_vars.size:
+            ch = np.flatnonzero(sel_off != st["sel"])
+            if ch.size:
+                s.set_bounds(enc.selector_vars[ch], 0.0, np.where(sel_off[ch], 0.0, 1.0))
+        st.update(m=m.copy(), lo=lo.copy(), hi=hi.copy(), sel=sel_off.copy())
+        self.stats["solver_calls"] += 1
+        self.stats["session_checks"] = self.stats.get("session_checks", 0) + 1
+        left = ctx.remaining(self.t0)
+        if left is not None and left <= 0.01:
+            return Solution(status=Status.TIMEOUT, message="no time left"), enc.input_vars
+        return s.solve(time_limit=left, objective=False), enc.input_vars
+
+    def close(self) -> None:
+        """End the session, if one was opened."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
 
     def _remember(self, w: np.ndarray) -> None:
         self.recent = [w, *self.recent[:3]]
@@ -719,7 +786,6 @@ def _deletion_robust(
 
 
 def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
-    cfg = ctx.cfg
     res: dict[str, Any] = {"bound": None, "witnesses": {}}
     enc0 = encode_network(
         ctx.net,
@@ -737,7 +803,17 @@ def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
         res.update(mask=None, status=Status.INFEASIBLE, minimality="none")
         stats["message"] = "the input itself does not beat every other class by delta: no mask can"
         return res
-    verify = _Verifier(ctx, t0, stats)
+    verify = _Verifier(ctx, t0, stats, base=enc0)
+    try:
+        return _robust_search(ctx, verify, t0, stats, res)
+    finally:
+        verify.close()
+
+
+def _robust_search(
+    ctx: _Context, verify: _Verifier, t0: float, stats: dict[str, Any], res: dict[str, Any]
+) -> dict[str, Any]:
+    cfg = ctx.cfg
     mask, witnesses, complete = _deletion_robust(ctx, verify, t0, stats)
     stats["deletion_time"] = time.perf_counter() - t0
     res.update(mask=mask, witnesses=witnesses)
@@ -760,36 +836,43 @@ def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
         add_cut(w)
     lower = 0.0
     iters = 0
-    while True:
-        if ctx.remaining(t0) is not None and ctx.remaining(t0) <= 0:
-            break
-        iters += 1
-        b = ProblemBuilder()
-        mv = b.add_mask(ctx.n_groups)
-        if cuts:
-            b.add_rows(np.stack(cuts), ">=", np.ones(len(cuts)))
-        b.add_rows(ctx.weights[None, :], "<=", [best - (1 if cfg.objective == "count" else 1e-9)])
-        b.set_objective(mv, ctx.weights)
-        sol = ctx.solve(b.build(), t0, isolate=False)  # small 0-1 master, many of them
-        if sol.status == Status.INFEASIBLE:
-            lower = best
-            res.update(status=Status.OPTIMAL, minimality="cardinality")
-            break
-        if sol.status == Status.OPTIMAL and sol.mask is not None:
-            lower = max(lower, float(sol.objective))
-            cand = sol.mask.astype(np.float64)
-            verdict, w = verify(cand)
-            if verdict == "valid":
-                mask, best = cand, float(ctx.weights @ cand)
-                lower = best
-                res.update(mask=mask, status=Status.OPTIMAL, minimality="cardinality", witnesses={})
+    # the 0-1 master: "a cheaper mask that hits every counterexample's groups"; one session gains a cut per round
+    b = ProblemBuilder()
+    mv = b.add_mask(ctx.n_groups)
+    b.add_rows(ctx.weights[None, :], "<=", [best - (1 if cfg.objective == "count" else 1e-9)])
+    b.set_objective(mv, ctx.weights)
+    master_problem = b.build()
+    master = None
+    sent = 0
+    try:
+        while True:
+            left = ctx.remaining(t0)
+            if left is not None and left <= 0:
                 break
-            if verdict == "invalid" and w is not None:
-                add_cut(w)
-                continue
-        if sol.bound is not None:
-            lower = max(lower, float(sol.bound))
-        break
+            iters += 1
+            if cfg.sessions:
+                if master is None:
+                    master = open_session(
+                        master_problem,
+                        ctx.backend,
+                        seed=cfg.seed,
+                        threads=cfg.threads,
+                        verbose=cfg.verbose,
+                        isolate=False,
+                    )
+                if len(cuts) > sent:
+                    master.add_rows(np.stack(cuts[sent:]), ">=", np.ones(len(cuts) - sent))
+                    sent = len(cuts)
+                sol = master.solve(time_limit=left)
+            else:
+                q = master_problem.with_rows(np.stack(cuts), ">=", np.ones(len(cuts))) if cuts else master_problem
+                sol = ctx.solve(q, t0, isolate=False)
+            stop, mask, best, lower = _master_step(ctx, verify, sol, res, mask, best, lower, add_cut)
+            if stop:
+                break
+    finally:
+        if master is not None:
+            master.close()
     stats["hitting_set_iterations"] = iters
     stats["cuts"] = len(cuts)
     res["bound"] = lower
@@ -802,6 +885,36 @@ def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
             if verdict == "invalid" and w is not None:
                 res["witnesses"][int(g)] = w.reshape(ctx.shape)
     return res
+
+
+def _master_step(
+    ctx: _Context,
+    verify: _Verifier,
+    sol: Solution,
+    res: dict[str, Any],
+    mask: np.ndarray,
+    best: float,
+    lower: float,
+    add_cut: Any,
+) -> tuple[bool, np.ndarray, float, float]:
+    """One hitting-set round on the master's answer: ``(stop, mask, best, lower)``."""
+    if sol.status == Status.INFEASIBLE:
+        res.update(status=Status.OPTIMAL, minimality="cardinality")
+        return True, mask, best, best
+    if sol.status == Status.OPTIMAL and sol.mask is not None:
+        lower = max(lower, float(sol.objective))
+        cand = sol.mask.astype(np.float64)
+        verdict, w = verify(cand)
+        if verdict == "valid":
+            best = float(ctx.weights @ cand)
+            res.update(mask=cand, status=Status.OPTIMAL, minimality="cardinality", witnesses={})
+            return True, cand, best, best
+        if verdict == "invalid" and w is not None:
+            add_cut(w)
+            return False, mask, best, lower
+    if sol.bound is not None:
+        lower = max(lower, float(sol.bound))
+    return True, mask, best, lower
 
 
 # ------------------------------------------------------------------ pipeline

@@ -38,6 +38,7 @@ __all__ = [
     "frac",
     "exact_rhs",
     "rounded_rhs",
+    "RowSides",
     "dyadic_ints",
     "scaled_row",
     "values",
@@ -74,9 +75,19 @@ def fraction_to_float_up(q: Fraction) -> float:
 
 
 # ------------------------------------------------------------------ right-hand sides
-def exact_rhs(problem: Problem, rows: Sequence[int] | None = None) -> list[Fraction]:
+@dataclass(frozen=True)
+class RowSides:
+    """The right-hand sides of rows outside a problem (rows added to an open session): the arrays of the IR."""
+
+    rhs: np.ndarray
+    sense: np.ndarray
+    strict: np.ndarray
+    margin: np.ndarray
+
+
+def exact_rhs(problem: Problem | RowSides, rows: Sequence[int] | None = None) -> list[Fraction]:
     """Effective right-hand sides as exact rationals: ``rhs + margin`` on strict ``>``, ``rhs - margin`` on ``<``."""
-    idx = range(problem.n_rows) if rows is None else rows
+    idx = range(len(problem.rhs)) if rows is None else rows
     rhs, sense, strict, margin = problem.rhs, problem.sense, problem.strict, problem.margin
     out = []
     for i in idx:
@@ -88,7 +99,7 @@ def exact_rhs(problem: Problem, rows: Sequence[int] | None = None) -> list[Fract
     return out
 
 
-def rounded_rhs(problem: Problem, *, tighten: bool = True) -> np.ndarray:
+def rounded_rhs(problem: Problem | RowSides, *, tighten: bool = True) -> np.ndarray:
     """Effective right-hand sides as floats, rounded so that no row gets weaker (or, ``tighten=False``, stronger).
 
     ``rhs + margin`` in floating point may land just below the exact value,

@@ -36,6 +36,7 @@ __all__ = [
     "SmtLowering",
     "smtlib2_lowering",
     "row_assertion",
+    "lower_row",
     "smt_symbol",
     "smt_number",
     "to_smtlib2",
@@ -207,14 +208,7 @@ def smtlib2_lowering(
     rq = exact_rhs(p)
     for i in range(p.n_rows):
         lo, hi = A.indptr[i], A.indptr[i + 1]
-        cols, vals = A.indices[lo:hi], A.data[lo:hi]
-        rhs = rq[i]
-        fx = fixed[cols]
-        one = fx == 1
-        if one.any():
-            rhs -= sum((frac(v) for v in vals[one]), Fraction(0))
-        keep = fx < 0
-        low.assertions.append(row_assertion(low, p, cols[keep], vals[keep], int(p.sense[i]), rhs, pb_limit))
+        low.assertions.append(lower_row(low, p, A.indices[lo:hi], A.data[lo:hi], int(p.sense[i]), rq[i], pb_limit))
 
     c = p.objective
     const = frac(p.objective_constant)
@@ -246,6 +240,19 @@ def _bin_term(low: SmtLowering, j: int, q: Fraction) -> str:
     """A binary's contribution ``q * x_j`` as a Real term."""
     s = low.symbols[j]
     return f"(* {smt_number(q)} (to_real {s}))" if low.encoding == "int" else f"(ite {s} {smt_number(q)} 0.0)"
+
+
+def lower_row(
+    low: SmtLowering, p: Any, cols: np.ndarray, vals: np.ndarray, sense: int, rhs: Fraction, pb_limit: int | None
+) -> str:
+    """``(assert ...)`` for the row ``sum vals * x[cols] (sense) rhs`` (``rhs`` exact, margins applied), any columns:
+    fixed binaries move into the right-hand side (for rows added to an open session, too)."""
+    fx = low.fixed[cols]
+    one = fx == 1
+    if one.any():
+        rhs = rhs - sum((frac(v) for v in vals[one]), Fraction(0))
+    keep = fx < 0
+    return row_assertion(low, p, cols[keep], vals[keep], sense, rhs, pb_limit)
 
 
 def row_assertion(

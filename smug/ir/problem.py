@@ -651,18 +651,19 @@ class Problem:
 
     def with_nogoods(self, masks: Iterable[Any]) -> Problem:
         """A copy that excludes each given mask (on the mask variables) by a no-good cut."""
+        A, rhs = self.nogood_rows(masks)
+        return self.with_rows(A, GE, rhs) if rhs.size else self
+
+    def nogood_rows(self, masks: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The ``>=`` rows that exclude each mask: ``sum_{m_i=1} (1 - x_i) + sum_{m_i=0} x_i >= 1`` (dense, ``rhs``)."""
         rows, rhs = [], []
         for mask in masks:
             mvec = np.asarray(mask, dtype=np.float64).ravel()[: self.n_mask].round()
-            # sum_{m_i=1} (1 - x_i) + sum_{m_i=0} x_i >= 1
-            coef = np.where(mvec > 0.5, -1.0, 1.0)
             row = np.zeros(self.n_vars)
-            row[: self.n_mask] = coef
+            row[: self.n_mask] = np.where(mvec > 0.5, -1.0, 1.0)
             rows.append(row)
             rhs.append(1.0 - float((mvec > 0.5).sum()))
-        if not rows:
-            return self
-        return self.with_rows(np.vstack(rows), GE, rhs)
+        return (np.vstack(rows) if rows else np.zeros((0, self.n_vars))), np.asarray(rhs, dtype=np.float64)
 
     def linearize_relus(self) -> Problem:
         """An equivalent problem without ReLU constraints (the big-M reduction).

@@ -44,8 +44,8 @@ from ..reductions.integer_scaling import IntegerScaling
 from .certify import ExactAnswer, Rows, certify, make_exact
 from .contract import Backend, Incumbent, Reporter, SatBackend, Solution, SolveParams, Status
 from .deadline import Deadline
+from .pipeline import Plan, answer_with_presolve, die_with_parent, finish, make_plan, mp_context, noop, pipeline
 from .registry import get_backend, require_installed
-from .run import Plan, _answer_with_presolve, _die_with_parent, _finish, _mp_context, _noop, _plan, pipeline
 from .search import minimize
 
 __all__ = ["open_session", "SolverSession", "ProblemState", "SessionWorker"]
@@ -194,7 +194,7 @@ class SessionWorker:
         if self.native is None:
             sub = Plan(presolve=True, cuts=False, greedy=False, certify=False, coef_bits=self.plan.coef_bits)
             return (
-                _answer_with_presolve(p, self.be, params, sub, deadline)
+                answer_with_presolve(p, self.be, params, sub, deadline)
                 if purpose == "bound"
                 else ExactAnswer(pipeline(p, self.be, params, self.plan, report), True, True)
             )
@@ -304,7 +304,7 @@ class SessionWorker:
                 k = extra.A.shape[0]
                 cert.add_rows(tmp, (extra.A, extra.sense, extra.rhs, np.zeros(k, dtype=bool), np.zeros(k)))
             try:
-                return cert.answer(params.with_time_limit(dl.remaining()), _noop, p.objective.any(), "bound")
+                return cert.answer(params.with_time_limit(dl.remaining()), noop, p.objective.any(), "bound")
             finally:
                 if tmp:
                     cert.remove_rows(tmp)
@@ -320,7 +320,7 @@ class SessionWorker:
 
 # ---------------------------------------------------------------------------- the caller's side
 def _child(conn: Any, problem: Problem, be: Backend, params: SolveParams, plan: Plan, parent: int) -> None:
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent:
         os._exit(1)
     try:
@@ -370,14 +370,18 @@ class SolverSession:
         self._conn: Any = None
         self.restarts = 0
         self.queries = 0
+        self._started = False
         self._start()
 
     # -- the worker, here or in a child
     def _start(self) -> None:
+        if self._started:
+            self.restarts += 1  # after a child stopped at its limit: a fresh one, with every change replayed
+        self._started = True
         if not self.isolate:
             self._worker = SessionWorker(self.problem, self.be, self.params, self.plan)
         else:
-            ctx = _mp_context()
+            ctx = mp_context()
             self._conn, child = ctx.Pipe()
             self._proc = ctx.Process(
                 target=_child, args=(child, self.problem, self.be, self.params, self.plan, os.getpid()), daemon=True
@@ -462,16 +466,21 @@ class SolverSession:
         point is optimal for the zero objective).  A query past ``time_limit``
         plus the grace is stopped and its best solution returned.
         """
+        if time_limit is not None and not self.isolate and not self.be.capabilities.native_time_limit:
+            raise ValidationError(
+                f"backend {self.be.name!r} has no time limit of its own: in a session opened with isolate=False "
+                f"nothing could stop it at time_limit={time_limit:g}; open the session with isolate=True"
+            )
         params = replace(self.params, time_limit=time_limit)
         p = self.state.current(objective)
         self.queries += 1
         t0 = time.perf_counter()
         if self._worker is not None:
-            sol = self._worker.solve(params, _noop, objective)
+            sol = self._worker.solve(params, noop, objective)
         else:
             sol = self._solve_in_child(params, objective)
         sol.solve_time = time.perf_counter() - t0 - sol.build_time
-        _finish(sol, self.be, p, params)
+        finish(sol, self.be, p, params)
         sol.stats["session_queries"] = self.queries
         sol.stats["session_restarts"] = self.restarts
         return sol
@@ -479,7 +488,6 @@ class SolverSession:
     def _solve_in_child(self, params: SolveParams, with_objective: bool) -> Solution:
         if self._proc is None:
             self._start()
-            self.restarts += 1
         self._conn.send(("solve", params, with_objective))
         hard = Deadline(params.time_limit).hard()
         best: Incumbent | None = None
@@ -588,13 +596,11 @@ def open_session(
     if not isinstance(certify, (bool, str)):
         raise ValidationError(f"certify must be True, False or an exact backend's name, got {certify!r}")
     caps = be.capabilities
-    plan = _plan(be, certify, {"presolve": None, "cuts": None, "greedy": None})
+    plan = make_plan(be, certify, {"presolve": None, "cuts": None, "greedy": None})
     if caps.sessions:  # a native session takes the problem as stated
         plan = replace(plan, presolve=False, cuts=False, greedy=False)
     if caps.integer_coefficients:
         IntegerScaling("tight", plan.coef_bits).check(problem)
     if not caps.exact or caps.integer_coefficients:
         plan.resolve(problem)
-    if not isolate and not caps.native_time_limit:
-        raise ValidationError(f"backend {be.name!r} has no time limit of its own; open its session with isolate=True")
     return SolverSession(problem, be, params, plan, isolate)

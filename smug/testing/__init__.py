@@ -9,12 +9,14 @@ from .brute import MAX_BRUTE_FORCE_BINARIES, brute_force
 from .oracle import exact_optimum, exactly_feasible
 from .properties import assert_matches_brute_force, assert_valid_solution
 from .strategies import (
+    Change,
     ReluCase,
     assignments,
     coefficients,
     covering_problems,
     hostile_problems,
     relu_problems,
+    session_changes,
 )
 from .suite import check_backend
 
@@ -28,6 +30,8 @@ __all__ = [
     "covering_problems",
     "hostile_problems",
     "relu_problems",
+    "session_changes",
+    "Change",
     "ReluCase",
     "assignments",
     "coefficients",

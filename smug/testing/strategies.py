@@ -35,6 +35,8 @@ __all__ = [
     "assignments",
     "untie",
     "hostile_problems",
+    "session_changes",
+    "Change",
     "MAX_UNTIE_VARS",
 ]
 
@@ -360,3 +362,100 @@ def hostile_problems(
     b.set_objective(bins, c, constant=constant)
     b.metadata["strategy"] = "hostile_problems"
     return b.build()
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to an open session (see :func:`session_changes`) and how to apply it.
+
+    ``kind`` is ``"bounds"`` (``idx``, ``lb``, ``ub``), ``"row"`` (``row``,
+    ``sense``, ``rhs``, ``strict``, ``margin``) or ``"drop"`` (``which``: the
+    index, modulo their number, of the rows added so far that are still there).
+    """
+
+    kind: str
+    idx: tuple[int, ...] = ()
+    lb: tuple[float, ...] = ()
+    ub: tuple[float, ...] = ()
+    row: tuple[float, ...] = ()
+    sense: str = ">="
+    rhs: float = 0.0
+    strict: bool = False
+    margin: float = 0.0
+    which: int = 0
+
+    def apply(self, session: object, added: list[list[int]]) -> None:
+        """Make the change on ``session`` (a :class:`smug.SolverSession`); ``added`` keeps the row handles."""
+        if self.kind == "bounds":
+            session.set_bounds(list(self.idx), list(self.lb), list(self.ub))  # type: ignore[attr-defined]
+        elif self.kind == "row":
+            added.append(
+                session.add_rows(  # type: ignore[attr-defined]
+                    [list(self.row)], self.sense, [self.rhs], strict=[self.strict], margin=[self.margin]
+                )
+            )
+        elif added:
+            session.remove_rows(added.pop(self.which % len(added)))  # type: ignore[attr-defined]
+
+
+@st.composite
+def session_changes(draw: st.DrawFn, problem: Problem, *, max_changes: int = 6) -> list[Change]:
+    """A sequence of changes to a session opened on ``problem``: what enumeration and deletion loops do, and worse.
+
+    Binaries fixed at 0 or 1 and freed again, real bounds tightened inside the
+    problem's and restored, hostile rows added (coefficients from ``1e-7`` to
+    ``1e6``, right-hand sides tied to a random point's activity, strict rows
+    with tiny margins, no-good rows as enumeration adds them) and removed.
+    """
+    n = problem.n_vars
+    out: list[Change] = []
+    bins = np.flatnonzero(problem.is_binary).tolist()
+    reals = np.flatnonzero(~problem.is_binary).tolist()
+    for _ in range(draw(st.integers(1, max_changes))):
+        kind = draw(st.sampled_from(["fix", "fix", "free", "real", "row", "row", "nogood", "drop"]))
+        if kind in ("fix", "free") and bins:
+            js = draw(st.lists(st.sampled_from(bins), min_size=1, max_size=3, unique=True))
+            lo = [float(problem.lb[j]) for j in js]
+            hi = [float(problem.ub[j]) for j in js]
+            if kind == "fix":
+                v = [float(draw(st.integers(int(a), int(b)))) for a, b in zip(lo, hi)]
+                lo = hi = v
+            out.append(Change("bounds", tuple(js), tuple(lo), tuple(hi)))
+        elif kind == "real" and reals:
+            j = draw(st.sampled_from(reals))
+            a, b = float(problem.lb[j]), float(problem.ub[j])
+            t = sorted(draw(st.lists(st.floats(0.0, 1.0), min_size=2, max_size=2)))
+            lo_, hi_ = a + t[0] * (b - a), a + t[1] * (b - a)
+            lo_, hi_ = max(a, min(lo_, b)), max(a, min(hi_, b))
+            if draw(st.booleans()):
+                lo_, hi_ = a, b
+            out.append(Change("bounds", (j,), (min(lo_, hi_),), (max(lo_, hi_),)))
+        elif kind == "nogood" and bins:
+            # x != point on the binaries: sum_{p=1} (1 - x) + sum_{p=0} x >= 1
+            point = [draw(st.integers(0, 1)) for _ in bins]
+            row = np.zeros(n)
+            for j, v in zip(bins, point):
+                row[j] = -1.0 if v else 1.0
+            out.append(Change("row", row=tuple(row.tolist()), sense=">=", rhs=1.0 - float(sum(point))))
+        elif kind in ("row", "nogood"):
+            row = np.zeros(n)
+            for j in range(n):
+                if draw(st.booleans()):
+                    row[j] = _hostile_value(draw)
+            if not row.any():
+                row[draw(st.integers(0, n - 1))] = _hostile_value(draw)
+            point = [
+                Fraction(draw(st.integers(0, 1)))
+                if problem.is_binary[j]
+                else Fraction(float(problem.lb[j])) + Fraction(float(problem.ub[j] - problem.lb[j])) / 2
+                for j in range(n)
+            ]
+            act = sum((Fraction(float(a)) * v for a, v in zip(row, point)), Fraction(0))
+            sense = draw(st.sampled_from([">=", "<="]))
+            rhs = _tie_rhs(draw, act, float(np.abs(row).sum()))
+            strict = draw(st.booleans())
+            margin = _margin(draw, rhs) if strict else 0.0
+            out.append(Change("row", row=tuple(row.tolist()), sense=sense, rhs=rhs, strict=strict, margin=margin))
+        else:
+            out.append(Change("drop", which=draw(st.integers(0, 10))))
+    return out
