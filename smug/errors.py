@@ -21,6 +21,7 @@ __all__ = [
     "BackendNotInstalledError",
     "UnsupportedProblemError",
     "UnsupportedParameterError",
+    "LicenseLimitError",
 ]
 
 
@@ -74,3 +75,10 @@ class UnsupportedProblemError(BackendError, ValueError):
 
 class UnsupportedParameterError(BackendError, ValueError):
     """A solve parameter was set that the backend cannot honour."""
+
+
+class LicenseLimitError(UnsupportedProblemError):
+    """The solver's licence refuses this problem (too large for a size-limited licence, or no licence at all).
+
+    The message names the limit and the fix: the user's own licence, or another backend.
+    """

@@ -55,6 +55,9 @@ def test_the_expected_backends_are_installed_here():
         "ortools:highs",
         "ortools:cbc",
         "ortools:cpsat",
+        "gurobi",
+        "pysat:rc2",
+        "pyscipopt",
     ]:
         assert name in INSTALLED, f"{name} should be installed by the project's dependencies"
 

@@ -60,7 +60,9 @@ def _run(problem, backend, data, isolate):
 @PROPS
 @given(problem=hostile_problems(relu=False, max_vars=7), data=st.data())
 def test_a_session_answers_like_the_oracle_after_every_change(backend, problem, data):
-    _run(problem, backend, data, isolate=data.draw(st.booleans()))
+    # a backend without a time limit of its own (RC2) can only be stopped by the session's child
+    native = get_backend(backend).capabilities.native_time_limit
+    _run(problem, backend, data, isolate=data.draw(st.booleans()) if native else True)
 
 
 @pytest.mark.parametrize("backend", REALS)
@@ -203,8 +205,13 @@ def test_removed_rows_and_freed_bounds_are_gone(backend, certify):
     with smug.open_session(p, backend, isolate=False, certify=certify) as s:
         h = s.add_rows([[1.0, 1.0, 0.0]], "<=", [0.0])  # only x2 may be kept
         s.fix([2], [0])
-        claim_only = not certify and not get_backend(backend).capabilities.exact  # an uncertified claim is no proof
-        assert s.solve().status == (Status.UNKNOWN if claim_only else Status.INFEASIBLE)
+        caps = get_backend(backend).capabilities
+        claim_only = not certify and not caps.exact  # an uncertified claim is no proof
+        st = s.solve().status
+        if claim_only and not caps.sessions:  # rebuilt: the pipeline's exact presolve may decide it
+            assert st in (Status.UNKNOWN, Status.INFEASIBLE)
+        else:
+            assert st == (Status.UNKNOWN if claim_only else Status.INFEASIBLE)
         s.set_bounds([2], [0], [1])
         assert s.solve().exact_objective == 4
         s.remove_rows(h)

@@ -26,9 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ConfigError, UnsupportedProblemError
 from ..ir import EQ, GE, LE, Problem
-from ..reductions.integer_scaling import DEFAULT_BITS, ROUNDINGS
+from ..reductions.integer_scaling import as_ints, check_options
 from ..solving.contract import Backend, Capabilities, Incumbent, Reporter, Solution, SolveParams, Status
 from ..solving.deadline import Deadline
 
@@ -53,11 +52,7 @@ def _cpsat_version() -> str | None:
 
 
 def _ints(vals: np.ndarray, what: str) -> list[int]:
-    if vals.size and not np.all(vals == np.round(vals)):
-        raise UnsupportedProblemError(
-            f"CP-SAT takes integer {what}; smug.solve scales a problem to integers first (call it through smug.solve)"
-        )
-    return [int(v) for v in vals.tolist()]
+    return as_ints(vals, what, "CP-SAT")
 
 
 class ORToolsCPSATBackend(Backend):
@@ -86,11 +81,7 @@ class ORToolsCPSATBackend(Backend):
 
     def __init__(self, name: str | None = None, **options: Any) -> None:
         super().__init__(name=name or "ortools:cpsat", **options)
-        bits = options.get("coef_bits", DEFAULT_BITS)
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 8 <= bits <= 60:
-            raise ConfigError(f"coef_bits must be an integer in 8..60, got {bits!r}")
-        if options.get("rounding", "tight") not in ROUNDINGS:
-            raise ConfigError(f"rounding must be 'tight' or 'relaxed', got {options['rounding']!r}")
+        check_options(options)
 
     def version(self) -> str | None:
         """``"ortools <version> / CP-SAT"``, or ``None`` when OR-Tools (or its CP-SAT module) is missing."""

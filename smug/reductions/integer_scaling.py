@@ -46,17 +46,35 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..errors import UnsupportedProblemError
+from ..errors import ConfigError, UnsupportedProblemError
 from ..ir import EQ, GE, LE, Problem
 from ..ir.exact import exact_rhs
 from .base import EXACT, RELAXES, STRENGTHENS, Applied, Guarantee, Reduction
 
-__all__ = ["IntegerScaling", "ScaledRows", "scale_rows", "DEFAULT_BITS", "ROUNDINGS"]
+__all__ = ["IntegerScaling", "ScaledRows", "scale_rows", "DEFAULT_BITS", "ROUNDINGS", "check_options", "as_ints"]
 
 #: Default bound on the scaled rows: every row's ``sum |coef| + |rhs|`` stays below ``2**(bits-1)``.
 DEFAULT_BITS = 50
 #: The two directions of rounding.
 ROUNDINGS = ("tight", "relaxed")
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Validate an integer-only backend's ``coef_bits`` (8..60) and ``rounding`` options, which this reduction reads."""
+    bits = options.get("coef_bits", DEFAULT_BITS)
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 8 <= bits <= 60:
+        raise ConfigError(f"coef_bits must be an integer in 8..60, got {bits!r}")
+    if options.get("rounding", "tight") not in ROUNDINGS:
+        raise ConfigError(f"rounding must be 'tight' or 'relaxed', got {options['rounding']!r}")
+
+
+def as_ints(vals: np.ndarray, what: str, who: str) -> list[int]:
+    """``vals`` as Python ints; an error naming ``who`` (a solver) if some are not integers (an unscaled problem)."""
+    if vals.size and not np.all(vals == np.round(vals)):
+        raise UnsupportedProblemError(
+            f"{who} takes integer {what}; smug.solve scales a problem to integers first (call it through smug.solve)"
+        )
+    return [int(v) for v in vals.tolist()]
 
 
 @dataclass

@@ -45,6 +45,9 @@ _BUILTIN: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ortools:highs": ("smug.backends.ortools_milp", "ORToolsMILPBackend", {"solver": "HIGHS"}),
     "ortools:cbc": ("smug.backends.ortools_milp", "ORToolsMILPBackend", {"solver": "CBC"}),
     "ortools:cpsat": ("smug.backends.ortools_cpsat", "ORToolsCPSATBackend", {}),
+    "gurobi": ("smug.backends.gurobi", "GurobiBackend", {}),
+    "pysat:rc2": ("smug.backends.pysat_rc2", "RC2Backend", {}),
+    "pyscipopt": ("smug.backends.pyscipopt", "PySCIPOptBackend", {}),
 }
 
 _REGISTERED: dict[str, Callable[..., Backend]] = {}

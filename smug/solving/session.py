@@ -16,9 +16,11 @@ per step; a deletion loop fixes one more group per check.
   still inside the session's long-lived process, so no process start, import
   or fork is paid per query.
 
-Sessions keep the problem as stated: the shared presolve and cuts depend on
-the rows and bounds, so native sessions skip them (rebuilt ones run them per
-query).  With ``isolate=True`` (the default when a query has a time limit) the
+Native sessions run the shared presolve (exact: it never changes the
+optimum) on each query's problem and pass its fixings to the open model as
+bound changes for that query only, so the solver sees what a fresh solve
+would; the cuts and the greedy start are skipped (rebuilt sessions run the
+whole chain per query).  With ``isolate=True`` (the default when a query has a time limit) the
 session lives in one child process; a query that overruns its limit plus the
 grace is stopped, its best solution returned, the child killed, and the next
 query starts a fresh child with every change replayed.  The child dies with
@@ -40,11 +42,23 @@ from ..errors import SmugError, ValidationError
 from ..ir import Problem
 from ..ir.exact import objective, trivial_lower_bound
 from ..ir.problem import as_1d, sense_codes
+from ..reductions.incumbent import cardinality_lower_bound, greedy_incumbent
 from ..reductions.integer_scaling import IntegerScaling
+from ..reductions.presolve import presolve
 from .certify import ExactAnswer, Rows, certify, make_exact
 from .contract import Backend, Incumbent, Reporter, SatBackend, Solution, SolveParams, Status
 from .deadline import Deadline
-from .pipeline import Plan, answer_with_presolve, die_with_parent, finish, make_plan, mp_context, noop, pipeline
+from .pipeline import (
+    Plan,
+    answer_with_presolve,
+    decided,
+    die_with_parent,
+    finish,
+    make_plan,
+    mp_context,
+    noop,
+    pipeline,
+)
 from .registry import get_backend, require_installed
 from .search import minimize
 
@@ -142,6 +156,10 @@ class SessionWorker:
         self.chain: Any = None
         self.cert: SessionWorker | None = None
         self.n2 = problem.n_vars
+        self.presolve_seconds = 0.0
+        # the last exact optimum, a lower bound on the next while changes only narrow the problem (rows added,
+        # bounds tightened); removing a row or widening a bound forgets it
+        self.floor: Any = None
         caps = be.capabilities
         self.sat = isinstance(be, SatBackend)  # its session answers checks; the shared search optimises
         if caps.sessions:
@@ -159,6 +177,9 @@ class SessionWorker:
 
     def set_bounds(self, idx: np.ndarray, lb: np.ndarray, ub: np.ndarray) -> None:
         """Change variable bounds (see :class:`ProblemState`)."""
+        idx = np.asarray(idx)
+        if np.any(np.asarray(lb) < self.state.lb[idx]) or np.any(np.asarray(ub) > self.state.ub[idx]):
+            self.floor = None
         self.state.set_bounds(idx, lb, ub)
         if self.native is not None:
             self.native.set_bounds(idx, lb, ub)
@@ -177,6 +198,7 @@ class SessionWorker:
 
     def remove_rows(self, handles: list[int]) -> None:
         """Remove rows by handle."""
+        self.floor = None
         for h in handles:
             self.state.rows.pop(h, None)
         if self.native is not None:
@@ -199,7 +221,42 @@ class SessionWorker:
                 else ExactAnswer(pipeline(p, self.be, params, self.plan, report), True, True)
             )
         caps = self.be.capabilities
+        fix = np.zeros(0, dtype=np.int64)
+        fixed_p = p
+        if self.plan.presolve:
+            # the shared presolve on this query's problem (exact; it never changes the optimum): its fixings go to
+            # the open model as bound changes for this query only, so the solver sees what a fresh solve would
+            t0 = time.perf_counter()
+            pre = presolve(p)
+            fix = np.flatnonzero((pre.fixed >= 0) & (p.lb < p.ub)) if not pre.infeasible else fix
+            self.presolve_seconds += time.perf_counter() - t0
+            if fix.size:
+                v = pre.fixed[fix].astype(np.float64)
+                at = pre.fixed >= 0
+                fixed_p = p.replace(lb=np.where(at, pre.fixed, p.lb), ub=np.where(at, pre.fixed, p.ub))
+                if fix.size == int(np.count_nonzero(p.lb < p.ub)):  # every variable decided: no solver call
+                    sol = decided(fixed_p, "presolve")
+                    sol.stats.update(session="native", presolve_fixed=int(fix.size))
+                    return ExactAnswer(sol, True, True)
+                self.native.set_bounds(fix, v, v)
+        try:
+            return self._answer_native(p, fixed_p, params, report, with_objective, deadline, caps, fix)
+        finally:
+            if fix.size:
+                self.native.set_bounds(fix, p.lb[fix], p.ub[fix])
 
+    def _answer_native(
+        self,
+        p: Problem,
+        fixed_p: Problem,
+        params: SolveParams,
+        report: Reporter,
+        with_objective: bool,
+        deadline: Deadline,
+        caps: Any,
+        fix: np.ndarray,
+    ) -> ExactAnswer:
+        """The open model's answer on ``p`` (``fixed_p``: ``p`` with this query's presolve fixings)."""
         def lift(inc: Incumbent) -> None:
             x1, r1 = self.chain.invert_point(np.asarray(inc.assignment, dtype=np.float64), inc.rational)
             ok = make_exact(p, x1, r1)
@@ -210,9 +267,21 @@ class SessionWorker:
         t0 = time.perf_counter()
         if not self.sat:
             s2 = self.native.solve(params, lift, objective=with_objective)
-        elif with_objective:
-            p2 = p  # a SatBackend session sees the problem itself (its chain is empty)
-            s2 = minimize(self.be, p2, params, lift, session=self.native, lower=trivial_lower_bound(p))  # type: ignore[arg-type]
+        elif with_objective:  # a SatBackend session sees the problem itself (its chain is empty)
+            # what a fresh solve starts from: the box and cardinality bound, the greedy start (on the presolved
+            # query), and the last optimum while the changes only narrowed the problem
+            lower = cardinality_lower_bound(fixed_p, [])
+            lower = lower if self.floor is None else max(lower, self.floor)
+            start = None
+            if fixed_p.is_pure_binary:
+                g = greedy_incumbent(fixed_p)
+                if g is not None:
+                    q = objective(p, g)
+                    start = Incumbent(g, float(q), None, q, None)
+                    report(start)
+            s2 = minimize(self.be, p, params, lift, session=self.native, start=start, lower=lower)  # type: ignore[arg-type]
+            if s2.status == Status.OPTIMAL and s2.exact_objective is not None:
+                self.floor = s2.exact_objective
         else:
             res = self.native.check(None, deadline.remaining())
             s2 = Solution(
@@ -224,7 +293,7 @@ class SessionWorker:
                 assignment=self.native.model() if res == "sat" else None,
                 rational=self.native.exact_model() if res == "sat" else None,
             )
-        stats = dict(s2.stats, backend_seconds=time.perf_counter() - t0, session="native")
+        stats = dict(s2.stats, backend_seconds=time.perf_counter() - t0, session="native", presolve_fixed=int(fix.size))
         x1 = r1 = None
         status = s2.status
         if s2.assignment is not None:
@@ -288,7 +357,9 @@ class SessionWorker:
             cb = self.plan.certifier(p)
             if cb is None:
                 return None
-            cert_plan = Plan(presolve=False, cuts=False, greedy=False, certify=False, coef_bits=self.plan.coef_bits)
+            cert_plan = Plan(
+                presolve=self.plan.presolve, cuts=False, greedy=False, certify=False, coef_bits=self.plan.coef_bits
+            )
             self.cert = SessionWorker(self.state.base, cb, params, cert_plan)
             changed = np.flatnonzero((self.state.lb != self.state.base.lb) | (self.state.ub != self.state.base.ub))
             if changed.size:
@@ -597,8 +668,8 @@ def open_session(
         raise ValidationError(f"certify must be True, False or an exact backend's name, got {certify!r}")
     caps = be.capabilities
     plan = make_plan(be, certify, {"presolve": None, "cuts": None, "greedy": None})
-    if caps.sessions:  # a native session takes the problem as stated
-        plan = replace(plan, presolve=False, cuts=False, greedy=False)
+    if caps.sessions:  # a native session presolves each query (fixings as bound changes), without cuts or greedy
+        plan = replace(plan, cuts=False, greedy=False)
     if caps.integer_coefficients:
         IntegerScaling("tight", plan.coef_bits).check(problem)
     if not caps.exact or caps.integer_coefficients:
