@@ -159,17 +159,7 @@ def deletion(backend: str, eps: float, image: int, time_limit: float, hidden: in
     for sessions in (True, False):
         cfg = nw._config(None, {**kw, "sessions": sessions})
         ctx = nw._Context(model, x, None, cfg, None, None, ranges)
-        enc0 = nw.encode_network(
-            ctx.net,
-            ctx.x,
-            ctx.target,
-            ids=ctx.ids,
-            masking="robust",
-            input_range=(ctx.lo, ctx.hi),
-            threshold=ctx.delta,
-            output="counterexample",
-            bounds="interval",
-        )
+        enc0 = nw._session_base(ctx)
         stats: dict = {}
         t0 = time.perf_counter()
         v = nw._Verifier(ctx, t0, stats, base=enc0)

@@ -785,9 +785,9 @@ def _deletion_robust(
     return mask, witnesses, complete
 
 
-def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
-    res: dict[str, Any] = {"bound": None, "witnesses": {}}
-    enc0 = encode_network(
+def _session_base(ctx: _Context) -> NetworkEncoding:
+    """The whole-range counterexample encoding the verifier's session opens (each check narrows it by bounds)."""
+    return encode_network(
         ctx.net,
         ctx.x,
         ctx.target,
@@ -798,6 +798,11 @@ def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
         output="counterexample",
         bounds="interval",
     )
+
+
+def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
+    res: dict[str, Any] = {"bound": None, "witnesses": {}}
+    enc0 = _session_base(ctx)
     res.update(n_relu=enc0.n_relu, n_unstable=enc0.n_unstable)
     if ctx.margins(ctx.x.reshape(-1))[0] <= ctx.delta:
         res.update(mask=None, status=Status.INFEASIBLE, minimality="none")
