@@ -21,7 +21,75 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_CODES"]
+
+#: ``smug solve``'s exit status per solution status; 2 is bad input (``smug: error: ...``) for every command.
+EXIT_CODES: dict[str, int] = {
+    "optimal": 0,
+    "error": 1,
+    "feasible": 3,
+    "infeasible": 4,
+    "timeout": 5,
+    "unknown": 6,
+}
+
+
+def _check_backend(name: Any) -> None:
+    """Fail fast (before any model, data or problem is loaded) on an unknown or missing backend."""
+    from .solving.registry import get_backend, require_installed
+
+    require_installed(get_backend(name))
+
+
+def _check_positive(value: Any, flag: str, *, integer: bool = False, allow_none: bool = False) -> None:
+    import math
+
+    from .errors import ConfigError
+
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if integer:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        kind = "a positive integer" if integer else "a positive finite number"
+        raise ConfigError(f"{flag} must be {kind}, got {value!r}")
+
+
+def _check_indices(indices: Any, flag: str = "--indices") -> None:
+    from .errors import ConfigError
+
+    bad = [i for i in indices or [] if i < 0]
+    if bad:
+        raise ConfigError(f"{flag} must be non-negative, got {bad}")
+
+
+def _check_output_file(path: Any, flag: str) -> None:
+    """The folder an output file goes to must exist and be a folder (checked before the slow work)."""
+    import os
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    if not path:
+        return
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {path!r}: the folder {str(parent)!r} does not exist; create it first")
+    if Path(path).is_dir():
+        raise ConfigError(f"{flag} {path!r} is a folder; give a file name")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{flag} {path!r}: the folder {str(parent)!r} is not writable")
+
+
+def _check_output_dir(path: Any, flag: str = "--out") -> None:
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{flag} {path!r} is a file, not a folder")
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
@@ -52,6 +120,11 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     from .ir import Problem
     from .solving.run import solve
 
+    _check_positive(args.time_limit, "--time-limit", allow_none=True)
+    _check_positive(args.threads, "--threads", integer=True)
+    _check_positive(args.num_solutions, "--num-solutions", integer=True)
+    _check_output_file(args.output, "--output")
+    _check_backend(args.backend)
     problem = Problem.from_json(args.problem)
     sol = solve(
         problem,
@@ -70,12 +143,15 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         f"{sol.backend}: {sol.status.value}, objective {sol.objective}, bound {sol.bound}, "
         f"verified {sol.verified}, {sol.total_time:.3f} s"
     )
-    return 0 if sol.status.has_solution or sol.status.value == "infeasible" else 1
+    if sol.status.value == "error" and sol.message:
+        print(f"smug: solver error: {sol.message}", file=sys.stderr)
+    return EXIT_CODES[sol.status.value]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from .ir import Problem
 
+    _check_output_file(args.output, "--output")
     problem = Problem.from_json(args.problem)
     text = {"smt2": problem.to_smtlib2, "mps": problem.to_mps}[args.format]()
     if args.output:
@@ -87,14 +163,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _run_demo(
-    model_spec: str, dataset: str, split: str, indices: list[int], config: Any, out: str, *, cap_top_k: bool = False
+    model_spec: str,
+    dataset: str,
+    split: str,
+    indices: list[int],
+    config: Any,
+    out: str,
+    *,
+    cap_top_k: bool = False,
+    trust_pickle: bool = False,
 ) -> int:
     from pathlib import Path
 
     from .zoo.demo import capped_config, describe, format_table, load_inputs, load_model, run_explanations
 
-    model = load_model(model_spec)
-    images, labels = load_inputs(dataset, split, indices)
+    _check_backend(config.backend)
+    _check_indices(indices)
+    _check_output_dir(out)
+    images, labels = load_inputs(dataset, split, indices)  # bad indices fail before a model is trained
+    model = load_model(model_spec, trust_pickle=trust_pickle)
     if cap_top_k and len(images):
         config = capped_config(model, images[0], config)  # the demo's 200 neurons; the MLP's first layer has 32
     print(describe(config, {"model": model_spec, "data": f"{dataset}/{split}"}))
@@ -113,12 +200,15 @@ def _run_text_demo(
     config: Any,
     out: str,
     source: str,
+    trust_pickle: bool = False,
 ) -> int:
     from pathlib import Path
 
     from .zoo.demo import describe, format_text_table, load_text_model, run_text_explanations
 
-    model, vocab = load_text_model(model_spec, vocab_path)
+    _check_backend(config.backend)
+    _check_output_dir(out)
+    model, vocab = load_text_model(model_spec, vocab_path, trust_pickle=trust_pickle)
     print(describe(config, {"model": model_spec, "data": source}))
     rows = run_text_explanations(model, vocab, texts, labels, indices, config, Path(out))
     print(format_text_table(rows, color=sys.stdout.isatty()))
@@ -130,15 +220,20 @@ def _run_text_demo(
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .zoo.demo import DEMO_CONFIG, TEXT_DEMO_CONFIG, load_texts
 
+    _check_positive(args.n, "-n", integer=True)
+    cfg = (TEXT_DEMO_CONFIG if args.text else DEMO_CONFIG).merged(**({"backend": args.backend} if args.backend else {}))
+    _check_backend(cfg.backend)
     if args.text:
-        cfg = TEXT_DEMO_CONFIG.merged(backend=args.backend) if args.backend else TEXT_DEMO_CONFIG
         indices = list(range(args.n))
         texts, labels = load_texts("rotten_tomatoes", "test", indices)
         model = args.model or "text_cnn"
-        return _run_text_demo(model, None, texts, labels, indices, cfg, args.out, "rotten_tomatoes/test")
-    cfg = DEMO_CONFIG.merged(backend=args.backend) if args.backend else DEMO_CONFIG
+        return _run_text_demo(
+            model, None, texts, labels, indices, cfg, args.out, "rotten_tomatoes/test", args.trust_pickle
+        )
     model = args.model or "mnist_cnn"
-    return _run_demo(model, "mnist", "test", list(range(args.n)), cfg, args.out, cap_top_k=True)
+    return _run_demo(
+        model, "mnist", "test", list(range(args.n)), cfg, args.out, cap_top_k=True, trust_pickle=args.trust_pickle
+    )
 
 
 _INPUT_KEYS = ("model", "dataset", "split", "indices", "texts", "vocab")
@@ -175,18 +270,29 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     is_text = texts is not None or model in TEXT_MODELS or dataset in TEXT_DATASETS or inputs.get("vocab") is not None
     if not is_text:
         indices = args.indices if args.indices is not None else list(inputs.get("indices", [0, 1, 2]))
-        return _run_demo(model or "mnist_cnn", dataset or "mnist", inputs.get("split", "test"), indices, cfg, args.out)
+        return _run_demo(
+            model or "mnist_cnn",
+            dataset or "mnist",
+            inputs.get("split", "test"),
+            indices,
+            cfg,
+            args.out,
+            trust_pickle=args.trust_pickle,
+        )
     model = model or "text_cnn"
     if texts is not None:
         if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
             raise ConfigError('texts must be a list of strings, e.g. texts = ["a gorgeous, witty film"]')
         indices = list(range(len(texts)))
-        return _run_text_demo(model, inputs.get("vocab"), list(texts), None, indices, cfg, args.out, "raw text")
+        return _run_text_demo(
+            model, inputs.get("vocab"), list(texts), None, indices, cfg, args.out, "raw text", args.trust_pickle
+        )
     split = inputs.get("split", "test")
     indices = args.indices if args.indices is not None else list(inputs.get("indices", [0, 1, 2]))
+    _check_backend(cfg.backend)
     texts, labels = load_texts(dataset or "rotten_tomatoes", split, indices)
     source = f"{dataset or 'rotten_tomatoes'}/{split}"
-    return _run_text_demo(model, inputs.get("vocab"), texts, labels, indices, cfg, args.out, source)
+    return _run_text_demo(model, inputs.get("vocab"), texts, labels, indices, cfg, args.out, source, args.trust_pickle)
 
 
 def _cmd_explain_network(args: argparse.Namespace) -> int:
@@ -196,11 +302,10 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .config import Config
+    from .errors import ConfigError
     from .explain.network import explain_network
     from .zoo.demo import load_inputs, load_model
 
-    model = load_model(args.model)
-    images, labels = load_inputs(args.dataset, "test", args.indices)
     cfg = Config(
         backend=args.backend,
         masking=args.masking,
@@ -209,6 +314,15 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
         delta=args.delta,
         time_limit=args.time_limit,
     )
+    if args.eps is not None:
+        _check_positive(args.eps, "--eps")
+        if cfg.masking != "robust":
+            raise ConfigError("--eps sets the range of masked pixels for robust masking: add --masking robust")
+    _check_indices(args.indices)
+    _check_output_dir(args.out)
+    _check_backend(cfg.backend)
+    images, labels = load_inputs(args.dataset, "test", args.indices)  # bad indices fail before any training
+    model = load_model(args.model, trust_pickle=args.trust_pickle)
     print(
         f"model={args.model} backend={cfg.backend} masking={cfg.masking} minimality={cfg.minimality} "
         f"window={cfg.window} delta={cfg.delta} time_limit={cfg.time_limit}" + (f" eps={args.eps}" if args.eps else "")
@@ -242,7 +356,15 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .study.evaluate import run_from_args
 
-    run_from_args(args)
+    _check_output_dir(args.out)
+    results = run_from_args(args)
+    failed = sum(1 for res in results for r in res.rows if r.get("error"))
+    if failed:
+        print(
+            f"smug: {failed} (method, input) row(s) failed; see their 'error' field (a rerun retries them)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -257,6 +379,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", help="mnist_cnn (default) or mnist_mlp; text_cnn with --text")
     d.add_argument("--backend", help="solver backend (default: the config's, ortools:scip)")
     d.add_argument("--out", default="smug-demo", help="folder for the PNG / HTML and JSON files")
+    d.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a model file that is a whole pickled module (loading it runs code from the file)",
+    )
     d.set_defaults(func=_cmd_demo)
 
     x = sub.add_parser("explain", help="explain chosen inputs (images or text) with settings from a TOML file")
@@ -264,11 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         help="TOML file: smug settings, and an [input] table (model, dataset, split, indices; or texts, vocab)",
     )
-    x.add_argument("--model", help="mnist_cnn, mnist_mlp, text_cnn, or a file saved with torch.save(model)")
+    x.add_argument(
+        "--model",
+        help="mnist_cnn, mnist_mlp, text_cnn, or a model file (TorchScript, a state_dict; see --trust-pickle)",
+    )
     x.add_argument("--indices", type=int, nargs="*", help="input indices in the dataset")
     x.add_argument("--text", nargs="+", help="raw text(s) to explain with a text model (default text_cnn)")
     x.add_argument("--backend", help="overrides the config's backend")
     x.add_argument("--out", default="smug-explanations", help="folder for the PNG / HTML and JSON files")
+    x.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a model file that is a whole pickled module (loading it runs code from the file)",
+    )
     x.set_defaults(func=_cmd_explain)
 
     n = sub.add_parser("explain-network", help="minimal masks that keep the whole network's prediction")
@@ -283,6 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--backend", default="ortools:scip")
     n.add_argument("--time-limit", type=float, default=60.0)
     n.add_argument("--out", default="smug-network", help="folder for the PNG and JSON files")
+    n.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a model file that is a whole pickled module (loading it runs code from the file)",
+    )
     n.set_defaults(func=_cmd_explain_network)
 
     v = sub.add_parser("evaluate", help="compare explanation methods on real inputs (saliency metric, sparsity, ...)")
@@ -315,7 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``smug`` command; returns the exit status."""
+    """Entry point of the ``smug`` command; returns the exit status.
+
+    Every error on bad input is one line ``smug: error: ...`` on stderr with
+    exit status 2 (argparse's own usage errors too), raised before any model,
+    data or problem is loaded; ``smug solve`` exits with :data:`EXIT_CODES`.
+    """
     from .errors import SmugError
 
     parser = build_parser()
@@ -325,6 +470,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SmugError as exc:
         print(f"smug: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that cannot be read or written: name it, no traceback
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        print(f"smug: error:{where} {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("smug: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

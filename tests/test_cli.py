@@ -62,7 +62,7 @@ def test_explain_with_a_config_file(tmp_path):
     )
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, "-m", "smug.cli", "explain", "--config", str(cfg), "--out", str(out)],
+        [sys.executable, "-m", "smug.cli", "explain", "--config", str(cfg), "--out", str(out), "--trust-pickle"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -108,7 +108,7 @@ def test_explain_raw_text_with_a_saved_text_model(tmp_path):
     )
     out = tmp_path / "out"
     r = subprocess.run(
-        [sys.executable, "-m", "smug.cli", "explain", "--config", str(cfg), "--out", str(out)],
+        [sys.executable, "-m", "smug.cli", "explain", "--config", str(cfg), "--out", str(out), "--trust-pickle"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -170,7 +170,7 @@ def test_explain_network_command(tmp_path):
         nn.functional.cross_entropy(model(Xt), yt).backward()
         opt.step()
     torch.save(model.eval(), tmp_path / "mlp.pt")
-    base = [sys.executable, "-m", "smug.cli", "explain-network", "--model", str(tmp_path / "mlp.pt")]
+    base = [sys.executable, "-m", "smug.cli", "explain-network", "--model", str(tmp_path / "mlp.pt"), "--trust-pickle"]
     base += ["--dataset", "digits", "--indices", "0", "5", "--out", str(tmp_path / "out"), "--time-limit", "60"]
     r = subprocess.run(base, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -21,7 +21,7 @@ METHODS = ["smug:ortools:cbc", "pathwaygrad", "optimised-mask", "saliency"]
 def tiny_model(monkeypatch):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(192, 10)).eval()
-    monkeypatch.setattr(smug.zoo.demo, "load_model", lambda spec: model)
+    monkeypatch.setattr(smug.zoo.demo, "load_model", lambda spec, **kw: model)
     return model
 
 
@@ -100,8 +100,23 @@ def test_study_bad_input(tiny_model, tmp_path):
 
 
 def test_command_line(tiny_model, tmp_path, capsys):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny").write_bytes(b"")  # a model path must exist; load_model itself is the fixture's
     assert (
-        main(["tiny", "--n", "2", "--methods", "saliency", "--dataset", "digits", "--out", str(tmp_path), "--quiet"])
+        main(
+            [
+                str(tmp_path / "models" / "tiny"),
+                "--n",
+                "2",
+                "--methods",
+                "saliency",
+                "--dataset",
+                "digits",
+                "--out",
+                str(tmp_path / "out"),
+                "--quiet",
+            ]
+        )
         == 0
     )
     assert "| saliency | 2 |" in capsys.readouterr().out

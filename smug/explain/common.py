@@ -3,8 +3,11 @@ reaches into another's private names."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +18,18 @@ from torch import nn
 
 from ..config import Config
 from ..encoders.selection import Selection, hook_point, score_neurons, select_neurons
-from ..errors import ConfigError, ValidationError
+from ..errors import ConfigError, NonFiniteError, ShapeError, ValidationError
 from ..ir import Problem, ProblemBuilder
 from ..solving.contract import Solution
 from ..solving.run import solve
 
 __all__ = [
+    "kept_modes",
+    "restores_modes",
+    "check_finite_model",
+    "expected_input",
+    "guarded_forward",
+    "check_called_once",
     "capture",
     "base_map",
     "caller_level",
@@ -37,6 +46,125 @@ __all__ = [
     "no_feature_mask_for_text",
     "no_text_options_for_images",
 ]
+
+
+@contextlib.contextmanager
+def kept_modes(model: Any) -> Iterator[None]:
+    """Restore every module's ``training`` flag on exit: explaining puts the model in eval mode, the caller's
+    model comes back in the mode it was in."""
+    if not isinstance(model, nn.Module):
+        yield
+        return
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def restores_modes(fn: Any) -> Any:
+    """Decorator: run ``fn(model, ...)`` inside :func:`kept_modes` of its first argument."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(model: Any, *args: Any, **kwargs: Any) -> Any:
+        with kept_modes(model):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
+
+
+def check_finite_model(model: nn.Module) -> None:
+    """Raise :class:`NonFiniteError` naming the first parameter or buffer with a NaN or infinite value."""
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if t is None or not torch.is_floating_point(t):
+            continue
+        bad = ~torch.isfinite(t.detach())
+        if bool(bad.any()):
+            n_nan = int(torch.isnan(t.detach()).sum())
+            n_inf = int(bad.sum()) - n_nan
+            raise NonFiniteError(
+                f"the model's {'parameter' if isinstance(t, nn.Parameter) else 'buffer'} {name!r} "
+                f"(shape {tuple(t.shape)}) has {n_nan} NaN and {n_inf} infinite value(s); smug needs finite "
+                "weights, biases and statistics (check the training run or the file it was loaded from)"
+            )
+
+
+def expected_input(model: nn.Module) -> str:
+    """A phrase naming the input the model's first layer takes (for shape errors)."""
+    for name, m in model.named_modules():
+        label = f"{name!r} " if name else ""
+        if isinstance(m, nn.Linear):
+            n = m.in_features
+            return f"its first layer {label}(Linear) takes {n} features (after flattening), e.g. shape (1, {n})"
+        if isinstance(m, nn.Conv2d):
+            return f"its first layer {label}(Conv2d) takes {m.in_channels} channel(s): shape (C={m.in_channels}, H, W)"
+        if isinstance(m, nn.Conv1d):
+            return f"its first layer {label}(Conv1d) takes {m.in_channels} channel(s)"
+        if isinstance(m, nn.Embedding):
+            return f"its first layer {label}(Embedding) takes token ids below {m.num_embeddings}, shape (L,) or (1, L)"
+    return "see the model's first layer"
+
+
+def guarded_forward(model: nn.Module, xb: torch.Tensor) -> tuple[torch.Tensor, dict[int, int]]:
+    """Run ``model`` on the batch ``xb`` without gradients, checked.
+
+    Returns the logits and, per module ``id``, how many times it was called.
+    Raises :class:`NonFiniteError` on a non-finite parameter or on the first
+    module whose output is not finite (named), and :class:`ShapeError` naming
+    the expected input when the model rejects the input's shape or does not
+    return logits of shape ``(1, classes)``.
+    """
+    check_finite_model(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    calls: dict[int, int] = {}
+    first_bad: list[str] = []
+
+    def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+        calls[id(mod)] = calls.get(id(mod), 0) + 1
+        if not first_bad and isinstance(out, torch.Tensor) and torch.is_floating_point(out):
+            if not bool(torch.isfinite(out).all()):
+                first_bad.append(names.get(id(mod), type(mod).__name__) or type(mod).__name__)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            logits = model(xb)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ShapeError(
+            f"the model rejected an input of shape {tuple(xb.shape[1:])} (batch axis removed): "
+            f"{type(exc).__name__}: {exc}; {expected_input(model)}"
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    if first_bad:
+        raise NonFiniteError(
+            f"the model's module {first_bad[0]!r} produced NaN or infinite activations on this input "
+            "(finite weights can still overflow float32); smug needs finite activations"
+        )
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != xb.shape[0]:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ShapeError(f"the model must return logits of shape (1, classes), got {got}")
+    return logits, calls
+
+
+def check_called_once(model: nn.Module, calls: dict[int, int], module_name: str) -> None:
+    """Raise when the first layer ``module_name`` runs more than once in one forward pass.
+
+    The encodings assume the first layer is applied once, to the input; a model
+    that reuses the module (weight sharing) would get a mask for a different
+    network than the one that runs.
+    """
+    mod = dict(model.named_modules()).get(module_name)
+    n = calls.get(id(mod), 0) if mod is not None else 0
+    if n > 1:
+        raise ValidationError(
+            f"the first layer {module_name!r} is called {n} times in one forward pass (the module is reused); "
+            "smug encodes it as applied once to the input. Give the later uses their own module, or name "
+            "the real first layer with first_layer="
+        )
 
 
 def capture(model: nn.Module, module_name: str, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -231,6 +359,8 @@ def no_feature_mask_for_text(feature_mask: Any) -> None:
 
 def no_text_options_for_images(tokenizer: Any, maskable: Any, model: Any = None, x: Any = None) -> None:
     """Refuse text-only options for an image, and float input for a model that starts with ``nn.Embedding``."""
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     first = next((m for m in model.modules() if next(m.children(), None) is None), None) if model is not None else None
     if isinstance(first, nn.Embedding) and (isinstance(x, (torch.Tensor, np.ndarray))):
         raise ValidationError(

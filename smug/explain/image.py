@@ -36,11 +36,14 @@ from .common import (
 )
 from .common import (
     capture,
+    check_called_once,
     check_target,
     first_layer_problem,
+    guarded_forward,
     predictions,
     replay_check,
     resolve_config,
+    restores_modes,
     run_solver,
     score_and_select,
     solution_mask,
@@ -202,11 +205,6 @@ def _as_input(x: Any) -> torch.Tensor:
     return x.detach().float()
 
 
-def _forward_probs(model: nn.Module, xs: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.softmax(model(xs), dim=1)
-
-
 # ------------------------------------------------------------------ explain
 @dataclass
 class _Prepared:
@@ -242,11 +240,13 @@ def _prepare(
     stats: dict[str, Any] = {}
 
     t0 = time.perf_counter()
-    probs = _forward_probs(model, xb)[0]
+    logits, calls = guarded_forward(model, xb)
+    probs = torch.softmax(logits, dim=1)[0]
     prediction = int(probs.argmax())
     target = check_target(target, probs.shape[0], prediction)
 
     layer = find_first_layer(model, cfg.first_layer, example_input=xb)
+    check_called_once(model, calls, layer.name)
     x_np = xt.double().numpy()
     pre = layer.preactivations(x_np)
     hook_name, scores, selection = score_and_select(model, xb, layer.module_names, pre, target, cfg, cfg.top_k)
@@ -281,6 +281,7 @@ def _prepare(
     )
 
 
+@restores_modes
 def image_explanation_problem(
     model: nn.Module,
     x: Any,
@@ -295,6 +296,7 @@ def image_explanation_problem(
     return _prepare(model, x, target, config, baseline, feature_mask, overrides).problem
 
 
+@restores_modes
 def explain_image(
     model: nn.Module,
     x: Any,

@@ -57,6 +57,7 @@ from ..solving.deadline import Deadline
 from ..solving.registry import get_backend, require_installed
 from ..solving.run import solve
 from ..solving.session import open_session
+from .common import check_finite_model, guarded_forward, restores_modes
 from .results import save_explanation
 
 __all__ = ["NetworkExplanation", "explain_network", "network_problem", "MINIMALITY_KINDS"]
@@ -261,17 +262,24 @@ class _Context:
             raise TypeError(f"the input must be a torch.Tensor or numpy array, got {type(x).__name__}")
         if not torch.is_floating_point(x):
             raise ValidationError(f"the input has dtype {x.dtype}; smug needs floating point")
-        if x.dim() == 4 and x.shape[0] == 1:
+        if x.dim() == 4:
+            if x.shape[0] != 1:
+                raise ShapeError(
+                    f"explain_network() takes one input, got a batch of {x.shape[0]} (shape {tuple(x.shape)}); "
+                    "explain each input on its own"
+                )
             x = x[0]
         if not torch.isfinite(x).all():
             raise NonFiniteError("the input contains NaN or infinite values")
         self.x = x.detach().double().cpu().numpy().copy()
         self.shape = tuple(self.x.shape)
+        check_finite_model(model)
+        p0 = next(model.parameters(), None)
+        dtype = p0.dtype if p0 is not None and torch.is_floating_point(p0) else torch.float32
+        # the model as the caller runs it (its own dtype) must give finite logits, not only the float64 copy
+        guarded_forward(model.eval(), torch.from_numpy(self.x.copy()).to(dtype).unsqueeze(0))
         self.model = copy.deepcopy(model).double().cpu().eval()
-        with torch.no_grad():
-            logits = self.model(torch.from_numpy(self.x.copy()).unsqueeze(0))
-        if logits.dim() != 2 or logits.shape[0] != 1:
-            raise ShapeError(f"the model must return logits of shape (1, classes), got {tuple(logits.shape)}")
+        logits, _ = guarded_forward(self.model, torch.from_numpy(self.x.copy()).unsqueeze(0))
         self.logits = logits[0].numpy().copy()
         self.n_classes = int(self.logits.shape[0])
         self.prediction = int(np.argmax(self.logits))
@@ -972,6 +980,7 @@ def network_problem(
     ).problem
 
 
+@restores_modes
 def explain_network(
     model: nn.Module,
     x: Any,

@@ -45,11 +45,14 @@ from .common import (
 )
 from .common import (
     caller_level,
+    check_called_once,
     check_target,
     first_layer_problem,
+    guarded_forward,
     predictions,
     replay_check,
     resolve_config,
+    restores_modes,
     run_solver,
     score_and_select,
     solution_mask,
@@ -405,8 +408,9 @@ def _prepare_text(
 
     t0 = time.perf_counter()
     xb = torch.from_numpy(ids).unsqueeze(0)
-    with torch.no_grad():
-        probs = torch.softmax(model(xb), dim=1)[0]
+    logits, calls = guarded_forward(model, xb)
+    check_called_once(model, calls, layer.name)
+    probs = torch.softmax(logits, dim=1)[0]
     prediction = int(probs.argmax())
     target = check_target(target, probs.shape[0], prediction)
     pre = layer.preactivations(ids)
@@ -442,6 +446,7 @@ def _prepare_text(
     )  # fmt: skip
 
 
+@restores_modes
 def text_explanation_problem(
     model: nn.Module,
     x: Any,
@@ -457,6 +462,7 @@ def text_explanation_problem(
     return _prepare_text(model, x, target, config, baseline, tokenizer, maskable, overrides).problem
 
 
+@restores_modes
 def explain_text(
     model: nn.Module,
     x: Any,

@@ -157,7 +157,11 @@ def _floats(v: Any, where: str, length: int | None = None) -> np.ndarray:
             raise SchemaError(f"{where}[{k}] must be a number, got {x!r}")
         if isinstance(x, float) and not math.isfinite(x):
             raise NonFiniteError(f"{where}[{k}] is {x!r}; every number in a problem must be finite")
-    arr = np.array(items, dtype=np.float64) if items else np.zeros(0)
+    try:
+        arr = np.array(items, dtype=np.float64) if items else np.zeros(0)
+    except OverflowError:  # an integer beyond float64's range
+        k = next(i for i, x in enumerate(items) if isinstance(x, int) and abs(x) > 2**1023)
+        raise NonFiniteError(f"{where}[{k}] = {str(items[k])[:20]}... does not fit in a float64") from None
     if not np.isfinite(arr).all():  # an integer too large for a float
         k = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise NonFiniteError(f"{where}[{k}] = {items[k]!r} does not fit in a float64")

@@ -115,10 +115,22 @@ def method_names() -> list[str]:
 
 
 def method_info(name: str) -> MethodInfo:
-    """The :class:`MethodInfo` of ``name`` (an alias or ``smug:<backend>`` allowed)."""
+    """The :class:`MethodInfo` of ``name`` (an alias or ``smug:<backend>`` allowed).
+
+    Raises:
+        ConfigError: an unknown method name.
+        UnknownBackendError, BackendNotInstalledError: ``smug:<backend>`` with an
+            unknown or missing backend.
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"a method name is a string, got {type(name).__name__}")
     key = "smug" if name.startswith("smug:") else _ALIASES.get(name, name)
     if key not in METHODS:
         raise ConfigError(f"unknown method {name!r}; choose one of {method_names()} or 'smug:<backend>'")
+    if name.startswith("smug:"):  # the backend is checked here, before any model or data is loaded
+        from ..solving.registry import get_backend, require_installed
+
+        require_installed(get_backend(name.split(":", 1)[1]))
     return METHODS[key]
 
 

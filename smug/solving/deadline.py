@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["Deadline", "grace_seconds", "GRACE_BASE", "GRACE_FRACTION"]
+__all__ = ["Deadline", "grace_seconds", "GRACE_BASE", "GRACE_FRACTION", "STOP_RESERVE"]
 
 #: The hard limit of a time-limited solve is ``limit + GRACE_BASE + GRACE_FRACTION * limit``.
 GRACE_BASE = 0.5
 GRACE_FRACTION = 0.05
+
+#: Seconds before the hard limit at which a solver child is killed, so that the call itself (killing, reaping,
+#: building the answer) still returns by the hard limit on a loaded machine.
+STOP_RESERVE = 0.1
 
 
 def grace_seconds(limit: float) -> float:
@@ -61,6 +65,11 @@ class Deadline:
         return Deadline(seconds if r is None else min(r, seconds))
 
     def hard(self) -> float | None:
-        """The ``perf_counter`` time at which a solve past its limit is stopped (limit plus grace)."""
+        """The ``perf_counter`` time by which a call past its limit has returned (limit plus grace)."""
         at = self.at
         return None if at is None or self.seconds is None else at + grace_seconds(self.seconds)
+
+    def stop_at(self) -> float | None:
+        """When a solver child past its limit is killed: :meth:`hard` less :data:`STOP_RESERVE`."""
+        h = self.hard()
+        return None if h is None else h - STOP_RESERVE

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -49,6 +50,7 @@ __all__ = [
     "run_in_process",
     "run_in_child",
     "die_with_parent",
+    "stop_child",
     "mp_context",
     "from_incumbent",
     "grace_seconds",
@@ -482,15 +484,22 @@ def mp_context() -> Any:
     return mp.get_context(method)
 
 
-def run_in_child(be: Backend, problem: Problem, params: SolveParams, plan: Plan) -> Solution:
-    """The pipeline in a child process stopped at the hard limit (its best streamed incumbent returned)."""
+def run_in_child(
+    be: Backend, problem: Problem, params: SolveParams, plan: Plan, *, deadline: Deadline | None = None
+) -> Solution:
+    """The pipeline in a child process stopped at the hard limit (its best streamed incumbent returned).
+
+    ``deadline`` is the whole call's (started before the imports and checks);
+    by default one starts now from ``params.time_limit``.
+    """
     ctx = mp_context()
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_main, args=(send, be, problem, params, plan, os.getpid()), daemon=True)
-    deadline = Deadline(params.time_limit)
+    if deadline is None:
+        deadline = Deadline(params.time_limit)
     proc.start()
     send.close()
-    hard = deadline.hard()
+    hard = deadline.stop_at()
     best = _Best()
     try:
         while True:
@@ -531,18 +540,28 @@ def run_in_child(be: Backend, problem: Problem, params: SolveParams, plan: Plan)
                 sol.solve_time = deadline.elapsed()
                 return sol
         # the hard limit hit: stop the solver, keep the best solution it streamed
-        sol = from_incumbent(best.inc, f"stopped at the hard time limit ({params.time_limit:g} s + grace)")
+        sol = from_incumbent(best.inc, f"stopped at the hard time limit ({deadline.seconds:g} s + grace)")
         sol.solve_time = deadline.elapsed()
         sol.stats["killed"] = True
         return sol
     finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(0.5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(0.5)
+        stop_child(proc)
         recv.close()
+
+
+def stop_child(proc: Any) -> None:
+    """Stop a solver child at once and reap it without making the caller wait.
+
+    SIGKILL, not SIGTERM: the grace period for a clean stop is already over (or
+    the answer is in), and a solver stuck in native code may ignore SIGTERM.  The
+    kernel frees the process at once; the zombie is reaped here when it is quick,
+    else by a daemon thread, so a call never returns late waiting for it.
+    """
+    if proc.is_alive():
+        proc.kill()
+    proc.join(0.02)
+    if proc.exitcode is None:
+        threading.Thread(target=proc.join, name="smug: reap solver child", daemon=True).start()
 
 
 def from_incumbent(best: Incumbent | None, message: str) -> Solution:

@@ -27,6 +27,7 @@ Around every backend this adds, in one place:
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from fractions import Fraction
@@ -101,8 +102,12 @@ def solve(
         if v is not None
     }
     params = replace(base, **overrides) if overrides else base
+    t_start = time.perf_counter()  # the limit bounds the whole call: imports and checks included
+    deadline = Deadline(params.time_limit, t_start)
     be = get_backend(backend, **backend_options)
-    require_installed(be)
+    late = _bounded(deadline, lambda: require_installed(be), f"importing the {be.name} solver")
+    if late is not None:
+        return late
     be.check(problem, params)
     if be.capabilities.integer_coefficients:
         IntegerScaling("tight", int(be.options.get("coef_bits", DEFAULT_BITS))).check(problem)
@@ -117,7 +122,10 @@ def solve(
         raise UnsupportedParameterError(f"certify must be True, False or an exact backend's name, got {certify!r}")
     plan = make_plan(be, certify, {"presolve": presolve, "cuts": cuts, "greedy": greedy})
     if not be.capabilities.exact or be.capabilities.integer_coefficients:
-        plan.resolve(problem)  # certification may be needed: find the certifier now, not in the child
+        # certification may be needed: find (import) the certifier now, in this process, not in every child
+        late = _bounded(deadline, lambda: plan.resolve(problem), "importing the exact certifier")
+        if late is not None:
+            return late
     if isolate is None:
         isolate = params.time_limit is not None
     if not isolate and params.time_limit is not None and not be.capabilities.native_time_limit:
@@ -126,8 +134,7 @@ def solve(
             f"time_limit={params.time_limit:g}; leave isolate unset (a child process enforces the limit)"
         )
 
-    t_start = time.perf_counter()
-    sol = _execute(be, problem, replace(params, num_solutions=1), plan, isolate)
+    sol = _execute(be, problem, replace(params, num_solutions=1), plan, isolate, deadline)
     finish(sol, be, problem, params)
     if params.num_solutions > 1 and sol.status == Status.OPTIMAL and sol.assignment is not None:
         _enumerate(sol, be, problem, params, plan, isolate, t_start)
@@ -172,7 +179,67 @@ def _enumerate(
 
 
 # --------------------------------------------------------------------- running
-def _execute(be: Backend, problem: Problem, params: SolveParams, plan: Plan, isolate: bool) -> Solution:
+def _execute(
+    be: Backend, problem: Problem, params: SolveParams, plan: Plan, isolate: bool, deadline: Deadline
+) -> Solution:
+    if params.time_limit is not None:  # what the imports and checks used is not the solver's any more
+        params = replace(params, time_limit=deadline.solver_limit())
     if not isolate:
         return run_in_process(be, problem, params, plan)
-    return run_in_child(be, problem, params, plan)
+    return run_in_child(be, problem, params, plan, deadline=deadline)
+
+
+#: Work started by :func:`_bounded` that outlived its call's limit (an import still running in a thread).
+_PENDING: list[threading.Thread] = []
+
+
+def _bounded(deadline: Deadline, fn: Any, what: str) -> Solution | None:
+    """Run ``fn`` (an import or a check) within ``deadline``'s hard limit; ``None`` when it finished in time.
+
+    Without a limit ``fn`` simply runs.  With one it runs in a thread; if the
+    hard limit (limit + grace) passes first, the call returns a ``timeout``
+    solution at once and ``fn`` goes on in the background (an import cannot be
+    interrupted): a later call waits for it, within its own limit, before it
+    forks a solver child, so a child is never forked while an import runs.
+    Exceptions of ``fn`` are raised here.
+    """
+    hard = deadline.stop_at()
+    while _PENDING:  # an earlier call's import: finish it first, within this call's limit
+        t = _PENDING[0]
+        t.join(None if hard is None else max(0.0, hard - time.perf_counter()))
+        if t.is_alive():
+            return _late(deadline, "an earlier call's import, still running")
+        _PENDING.pop(0)
+    if hard is None:
+        fn()
+        return None
+    box: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller
+            box["exc"] = exc
+
+    t = threading.Thread(target=run, name=f"smug: {what}", daemon=True)
+    t.start()
+    t.join(max(0.0, hard - time.perf_counter()))
+    if t.is_alive():
+        _PENDING.append(t)
+        return _late(deadline, what)
+    if "exc" in box:
+        raise box["exc"]
+    return None
+
+
+def _late(deadline: Deadline, what: str) -> Solution:
+    sol = Solution(
+        status=Status.TIMEOUT,
+        message=(
+            f"{what} did not finish within the time limit ({deadline.seconds:g} s + grace); it goes on in the "
+            "background and a later call finds it done"
+        ),
+    )
+    sol.solve_time = deadline.elapsed()
+    sol.stats["killed"] = True
+    return sol

@@ -58,6 +58,7 @@ from .pipeline import (
     mp_context,
     noop,
     pipeline,
+    stop_child,
 )
 from .registry import get_backend, require_installed
 from .search import minimize
@@ -257,6 +258,7 @@ class SessionWorker:
         fix: np.ndarray,
     ) -> ExactAnswer:
         """The open model's answer on ``p`` (``fixed_p``: ``p`` with this query's presolve fixings)."""
+
         def lift(inc: Incumbent) -> None:
             x1, r1 = self.chain.invert_point(np.asarray(inc.assignment, dtype=np.float64), inc.rational)
             ok = make_exact(p, x1, r1)
@@ -470,9 +472,8 @@ class SolverSession:
             self._call("add_rows", [h], row)
 
     def _kill(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(1.0)
+        if self._proc is not None:
+            stop_child(self._proc)
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
@@ -560,7 +561,7 @@ class SolverSession:
         if self._proc is None:
             self._start()
         self._conn.send(("solve", params, with_objective))
-        hard = Deadline(params.time_limit).hard()
+        hard = Deadline(params.time_limit).stop_at()
         best: Incumbent | None = None
         while True:
             wait = None if hard is None else hard - time.perf_counter()

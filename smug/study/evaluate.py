@@ -48,6 +48,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import re
 import time
 import warnings
@@ -75,6 +76,7 @@ __all__ = [
     "plot_map_grid",
     "plot_mean_curves",
     "read_rows",
+    "study_lock",
     "add_arguments",
     "run_from_args",
     "main",
@@ -142,48 +144,124 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
+def _row_key(r: dict[str, Any]) -> tuple[Any, Any, Any]:
+    return (r.get("model"), r.get("method"), r.get("index"))
+
+
+def _parse_rows(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The rows of ``rows.jsonl`` bytes, one per (model, method, input) key, and how many lines were dropped.
+
+    A line that is not a JSON object (a torn write) is dropped; of several rows
+    with one key (two runs that raced before the lock existed), a successful row
+    beats an error row and a later one beats an earlier one.
+    """
+    by_key: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    dropped = 0
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if not isinstance(row, dict):
+            dropped += 1
+            continue
+        key = _row_key(row)
+        old = by_key.get(key)
+        if old is not None:
+            dropped += 1
+            if row.get("error") and not old.get("error"):
+                continue
+        by_key[key] = row
+    return list(by_key.values()), dropped
+
+
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a ``rows.jsonl`` file (a torn last line, from an interrupted run, is skipped)."""
+    """The rows of a ``rows.jsonl`` file, one per (model, method, input).
+
+    A torn line from an interrupted run is skipped and duplicate keys are
+    collapsed (see :func:`_parse_rows`); a running study repairs the file itself
+    when it opens it.
+    """
     p = Path(path)
-    rows = []
-    if p.exists():
-        for line in p.read_text().splitlines():
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return rows
+    return _parse_rows(p.read_bytes())[0] if p.exists() else []
+
+
+#: The one system call rows are written with (the fault-injection tests replace it to simulate a full disk).
+_write = os.write
 
 
 def _append_row(path: Path, row: dict[str, Any]) -> None:
-    torn = False
-    if path.exists() and path.stat().st_size:
-        with path.open("rb") as f:
-            f.seek(-1, 2)
-            torn = f.read(1) != b"\n"  # an interrupted write: start on a fresh line
-    with path.open("a") as f:
-        f.write(("\n" if torn else "") + json.dumps(row) + "\n")
-        f.flush()
+    """Append one row as a single ``write`` of one whole line (O_APPEND), so a kill leaves at most a torn tail."""
+    data = (json.dumps(row) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = _write(fd, view)
+            view = view[n:]
+    finally:
+        os.close(fd)
 
 
-def _drop_error_rows(path: Path) -> None:
-    """Rewrite ``path`` without its error rows (atomically: a new file replaces the old one)."""
-    rows = read_rows(path)
-    if not any(r.get("error") for r in rows):
+def _repair_rows(path: Path, drop_errors: bool = True) -> None:
+    """Rewrite ``path`` atomically without torn lines, duplicate keys and (``drop_errors``) error rows.
+
+    Nothing is rewritten when the file is already clean; the new file replaces
+    the old one with ``os.replace``, so a kill during the repair leaves either.
+    """
+    if not path.exists():
         return
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows if not r.get("error")))
-    tmp.replace(path)
+    data = path.read_bytes()
+    rows, dropped = _parse_rows(data)
+    n_err = sum(1 for r in rows if r.get("error")) if drop_errors else 0
+    torn_tail = bool(data) and not data.endswith(b"\n")
+    if not dropped and not n_err and not torn_tail:
+        return
+    keep = [r for r in rows if not (drop_errors and r.get("error"))]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def study_lock(out: Path) -> Iterator[Path]:
+    """Hold the exclusive lock of the study folder ``out`` (``out/.lock``) for the block.
+
+    A second study on the same folder fails at once with a :class:`ConfigError`
+    naming the process that holds it, instead of writing every row twice.  The
+    lock is an ``flock``: the kernel releases it when its holder dies, even by
+    SIGKILL, so a crashed run never leaves the folder locked.
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    lock_path = out / ".lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise ConfigError(
+                f"another study (pid {holder}) is writing to {out}; wait for it to finish, or give another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield lock_path
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _open_rows(out: Path, key: str, resume: bool) -> tuple[Path, set[tuple[str, int]]]:
-    """The study's ``rows.jsonl`` (emptied unless ``resume``; failed rows dropped, so a rerun retries them) and
-    the (method, index) pairs already done for model ``key``."""
+    """The study's ``rows.jsonl`` (emptied unless ``resume``; repaired: torn lines, duplicates and failed rows
+    dropped, so a rerun retries them) and the (method, index) pairs already done for model ``key``."""
     rows_path = out / "rows.jsonl"
     if not resume and rows_path.exists():
         rows_path.unlink()
-    _drop_error_rows(rows_path)
+    _repair_rows(rows_path)
     done = {(r["method"], r["index"]) for r in read_rows(rows_path) if r.get("model") == key}
     return rows_path, done
 
@@ -327,6 +405,7 @@ def run_image_study(
     method_options: dict[str, dict[str, Any]] | None = None,
     curve_steps: int = 56,
     threads: int | None = 1,
+    trust_pickle: bool = False,
 ) -> StudyResult:
     """Run every method on the first ``n`` images and score them; write rows, tables and a figure.
 
@@ -347,6 +426,8 @@ def run_image_study(
         threads: torch's intra-op threads during the study (restored afterwards; ``None``: leave
             as is).  One thread gives steadier timings on a shared machine: with two threads
             competing with other jobs, a small convolution can take ten times longer.
+        trust_pickle: allow a model file that is a whole pickled module (loading it runs code
+            from the file; see :func:`smug.zoo.demo.load_model`).
 
     Returns:
         A :class:`StudyResult`.
@@ -357,39 +438,41 @@ def run_image_study(
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n must be a positive int, got {n!r}")
+    if isinstance(figure_inputs, bool) or not isinstance(figure_inputs, int) or figure_inputs < 1:
+        raise ConfigError(f"figure_inputs must be a positive int (the inputs the figure shows), got {figure_inputs!r}")
     for name in methods:
         method_info(name)  # unknown names fail before any work
-    model = load_model(model_name)
+    model = load_model(model_name, trust_pickle=trust_pickle)
     model_key = Path(model_name).stem
     images, labels = load_inputs(dataset, split, list(range(n)))
     out = Path(out_dir) / model_key
-    out.mkdir(parents=True, exist_ok=True)
-    rows_path, done = _open_rows(out, model_key, resume)
-    opts = method_options or {}
-    with _torch_threads(threads) as used_threads:
-        _run_methods(
-            model=model,
-            model_key=model_key,
-            methods=methods,
-            images=images,
-            labels=labels,
-            rows_path=rows_path,
-            done=done,
-            opts=opts,
-            figure_inputs=figure_inputs,
-            curve_steps=curve_steps,
-            progress=progress,
-            dataset=f"{dataset}/{split}",
-            out=out,
-        )
-    rows, summary = _finished_rows(rows_path, model_key, methods, n, used_threads)
-    paths = {"rows": rows_path, **write_summary(summary, out, title=_title(model_key, dataset, split, n))}
-    fig_path = out / "figure.png"
-    shown = list(range(min(figure_inputs, n)))
-    plot_map_grid(images[shown], labels[shown], out / "maps", methods, shown, fig_path, title=model_key)
-    paths["figure"] = fig_path
-    paths["curves"] = plot_mean_curves(rows, methods, out / "curves.png", title=model_key)
-    return StudyResult(rows, summary, paths)
+    with study_lock(out):  # a second study on this folder fails at once; a crash frees the lock
+        rows_path, done = _open_rows(out, model_key, resume)
+        opts = method_options or {}
+        with _torch_threads(threads) as used_threads:
+            _run_methods(
+                model=model,
+                model_key=model_key,
+                methods=methods,
+                images=images,
+                labels=labels,
+                rows_path=rows_path,
+                done=done,
+                opts=opts,
+                figure_inputs=figure_inputs,
+                curve_steps=curve_steps,
+                progress=progress,
+                dataset=f"{dataset}/{split}",
+                out=out,
+            )
+        rows, summary = _finished_rows(rows_path, model_key, methods, n, used_threads)
+        paths = {"rows": rows_path, **write_summary(summary, out, title=_title(model_key, dataset, split, n))}
+        fig_path = out / "figure.png"
+        shown = list(range(min(figure_inputs, n)))
+        plot_map_grid(images[shown], labels[shown], out / "maps", methods, shown, fig_path, title=model_key)
+        paths["figure"] = fig_path
+        paths["curves"] = plot_mean_curves(rows, methods, out / "curves.png", title=model_key)
+        return StudyResult(rows, summary, paths)
 
 
 def _run_methods(
@@ -458,6 +541,20 @@ class _SmugText:
 
     def attribute(self, ids: Any, target: Any = None) -> Any:
         return self.mm.attribute(ids, target=target)
+
+
+_TEXT_TABLE_NAMES = ("integrated-gradients", "saliency", "occlusion")
+
+
+def _check_text_method(name: Any) -> None:
+    """Fail before any work on a text method name that :func:`_text_method` would refuse."""
+    if isinstance(name, str) and (name == "smug" or name.startswith("smug:")):
+        from ..methods import method_info
+
+        method_info(name if ":" in name else "smug:ortools:scip")  # checks the backend
+        return
+    if name not in _TEXT_TABLE_NAMES:
+        raise ConfigError(f"unknown text method {name!r}; choose from {list(TEXT_METHODS)} or 'smug:<backend>'")
 
 
 def _text_method(name: str, model: Any, vocab: Any, options: dict[str, Any]) -> tuple[Any, str]:
@@ -550,65 +647,69 @@ def run_text_study(
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n must be a positive int, got {n!r}")
+    if isinstance(figure_inputs, bool) or not isinstance(figure_inputs, int) or figure_inputs < 1:
+        raise ConfigError(f"figure_inputs must be a positive int (the inputs the figure shows), got {figure_inputs!r}")
     if model_name not in TEXT_MODEL_NAMES:
         raise ConfigError(f"the text study runs the reference models {TEXT_MODEL_NAMES}, got {model_name!r}")
+    for name in methods:
+        _check_text_method(name)  # unknown names and backends fail before any work
     model, vocab = load_text_model(model_name)
     texts, labels = load_texts("rotten_tomatoes", split, list(range(n)))
     limit = getattr(model, "max_len", None)
     seqs = [vocab.encode(t, max_len=limit, truncate="silent") for t in texts]
     out = Path(out_dir) / model_name
-    out.mkdir(parents=True, exist_ok=True)
-    rows_path, done = _open_rows(out, model_name, resume)
-    opts = method_options or {}
-    with _torch_threads(threads) as used_threads:
-        for name in methods:
-            todo = [i for i in range(n) if (name, i) not in done]
-            if not todo:
-                continue
-            attributor, mode = _text_method(name, model, vocab, opts.get(name, {}))
-            maps_dir = out / "maps" / _safe(name)
-            for i in _progress(todo, len(todo), name, progress):
-                ids = torch.tensor([seqs[i]])
-                with torch.no_grad():
-                    pred = int(model(ids).argmax(1))
-                row: dict[str, Any] = {
-                    "model": model_name,
-                    "dataset": f"rotten_tomatoes/{split}",
-                    "method": name,
-                    "index": i,
-                    "label": int(labels[i]),
-                    "prediction": pred,
-                    "correct": int(labels[i]) == pred,
-                }
-                map_path = maps_dir / f"{i:05d}.npy" if i < figure_inputs else None
-                _record(rows_path, row, map_path, _measure_text, model, name, attributor, mode, ids)
-    rows, summary = _finished_rows(rows_path, model_name, methods, n, used_threads)
-    for srow in summary:
-        mine = [r for r in rows if r["method"] == srow["method"] and r.get("mask_metric") is not None]
-        if mine:
-            srow["mask_metric_mean"] = float(np.mean([r["mask_metric"] for r in mine]))
-    title = f"Model `{model_name}`, the first {n} rotten_tomatoes/{split} reviews."
-    paths = {"rows": rows_path, **write_summary(summary, out, title=title)}
-    md = paths["summary_md"]
-    md.write_text(
-        md.read_text()
-        + "\nFor text, *box area* is the kept-token fraction and *box prob.* the probability with only those "
-        "tokens (the best threshold of each token map); sparsity and 90% mass count tokens; insertion and "
-        "deletion add / remove tokens (zero embedding).\n"
-        + "".join(
-            f"- `{srow['method']}`: the saliency metric of the minimal mask itself is "
-            f"{srow['mask_metric_mean']:.3f} (mean).\n"
-            for srow in summary
-            if "mask_metric_mean" in srow
+    with study_lock(out):  # a second study on this folder fails at once; a crash frees the lock
+        rows_path, done = _open_rows(out, model_name, resume)
+        opts = method_options or {}
+        with _torch_threads(threads) as used_threads:
+            for name in methods:
+                todo = [i for i in range(n) if (name, i) not in done]
+                if not todo:
+                    continue
+                attributor, mode = _text_method(name, model, vocab, opts.get(name, {}))
+                maps_dir = out / "maps" / _safe(name)
+                for i in _progress(todo, len(todo), name, progress):
+                    ids = torch.tensor([seqs[i]])
+                    with torch.no_grad():
+                        pred = int(model(ids).argmax(1))
+                    row: dict[str, Any] = {
+                        "model": model_name,
+                        "dataset": f"rotten_tomatoes/{split}",
+                        "method": name,
+                        "index": i,
+                        "label": int(labels[i]),
+                        "prediction": pred,
+                        "correct": int(labels[i]) == pred,
+                    }
+                    map_path = maps_dir / f"{i:05d}.npy" if i < figure_inputs else None
+                    _record(rows_path, row, map_path, _measure_text, model, name, attributor, mode, ids)
+        rows, summary = _finished_rows(rows_path, model_name, methods, n, used_threads)
+        for srow in summary:
+            mine = [r for r in rows if r["method"] == srow["method"] and r.get("mask_metric") is not None]
+            if mine:
+                srow["mask_metric_mean"] = float(np.mean([r["mask_metric"] for r in mine]))
+        title = f"Model `{model_name}`, the first {n} rotten_tomatoes/{split} reviews."
+        paths = {"rows": rows_path, **write_summary(summary, out, title=title)}
+        md = paths["summary_md"]
+        md.write_text(
+            md.read_text()
+            + "\nFor text, *box area* is the kept-token fraction and *box prob.* the probability with only those "
+            "tokens (the best threshold of each token map); sparsity and 90% mass count tokens; insertion and "
+            "deletion add / remove tokens (zero embedding).\n"
+            + "".join(
+                f"- `{srow['method']}`: the saliency metric of the minimal mask itself is "
+                f"{srow['mask_metric_mean']:.3f} (mean).\n"
+                for srow in summary
+                if "mask_metric_mean" in srow
+            )
         )
-    )
-    shown = list(range(min(figure_inputs, n)))
-    tokens = [vocab.decode(seqs[i]) for i in shown]
-    paths["figure"] = plot_token_grid(tokens, [int(labels[i]) for i in shown], out / "maps", methods, shown,
-                                      out / "figure.png", title=model_name)  # fmt: skip
-    paths["figure_html"] = _token_page(tokens, out / "maps", methods, shown, out / "figure.html")
-    paths["curves"] = plot_mean_curves(rows, methods, out / "curves.png", title=model_name)
-    return StudyResult(rows, summary, paths)
+        shown = list(range(min(figure_inputs, n)))
+        tokens = [vocab.decode(seqs[i]) for i in shown]
+        paths["figure"] = plot_token_grid(tokens, [int(labels[i]) for i in shown], out / "maps", methods, shown,
+                                          out / "figure.png", title=model_name)  # fmt: skip
+        paths["figure_html"] = _token_page(tokens, out / "maps", methods, shown, out / "figure.html")
+        paths["curves"] = plot_mean_curves(rows, methods, out / "curves.png", title=model_name)
+        return StudyResult(rows, summary, paths)
 
 
 def plot_token_grid(
@@ -727,18 +828,28 @@ def format_markdown(summary: Sequence[dict[str, Any]], title: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``: a kill leaves the old or the new."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_summary(summary: Sequence[dict[str, Any]], out: Path, title: str = "") -> dict[str, Path]:
-    """Write ``summary.csv``, ``summary.json`` and ``summary.md`` to ``out``; returns their paths."""
+    """Write ``summary.csv``, ``summary.json`` and ``summary.md`` to ``out`` (each atomically); returns their paths."""
+    import io
+
     out.mkdir(parents=True, exist_ok=True)
     paths = {"summary_csv": out / "summary.csv", "summary_json": out / "summary.json", "summary_md": out / "summary.md"}
     keys = list(dict.fromkeys(k for s in summary for k in s))
-    with paths["summary_csv"].open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        for s in summary:
-            w.writerow(s)
-    paths["summary_json"].write_text(json.dumps(list(summary), indent=2))
-    paths["summary_md"].write_text(format_markdown(summary, title))
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    for s in summary:
+        w.writerow(s)
+    _write_atomic(paths["summary_csv"], buf.getvalue())
+    _write_atomic(paths["summary_json"], json.dumps(list(summary), indent=2))
+    _write_atomic(paths["summary_md"], format_markdown(summary, title))
     return paths
 
 
@@ -837,11 +948,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--figure-inputs", type=int, default=6)
     parser.add_argument("--fresh", action="store_true", help="discard earlier rows instead of resuming")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow model files that are whole pickled modules (loading one runs code from the file)",
+    )
+
+
+def _check_models(models: Sequence[str]) -> None:
+    """Every model is a reference name or an existing file (checked before anything loads)."""
+    from ..zoo.models import MODEL_NAMES
+
+    for m in models:
+        if m not in MODEL_NAMES and m not in TEXT_MODEL_NAMES and not Path(m).is_file():
+            raise ConfigError(
+                f"model {m!r} is neither a reference model ({', '.join(MODEL_NAMES + TEXT_MODEL_NAMES)}) "
+                "nor an existing file"
+            )
 
 
 def run_from_args(args: argparse.Namespace) -> list[StudyResult]:
-    """Run the study for parsed :func:`add_arguments` options; prints each model's table."""
+    """Run the study for parsed :func:`add_arguments` options; prints each model's table.
+
+    Every model, method and backend name and ``--n`` is checked before the first model loads.
+    """
+    from ..methods import method_info
+
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    if isinstance(args.n, bool) or not isinstance(args.n, int) or args.n < 1:
+        raise ConfigError(f"--n must be a positive integer, got {args.n!r}")
+    if args.figure_inputs < 1:
+        raise ConfigError(f"--figure-inputs must be a positive integer, got {args.figure_inputs}")
+    _check_models(args.models)
+    for model in args.models:
+        for name in chosen or (TEXT_METHODS if model in TEXT_MODEL_NAMES else IMAGE_METHODS):
+            _check_text_method(name) if model in TEXT_MODEL_NAMES else method_info(name)
     results = []
     for model in args.models:
         common = dict(
@@ -855,7 +996,13 @@ def run_from_args(args: argparse.Namespace) -> list[StudyResult]:
         if model in TEXT_MODEL_NAMES:
             res = run_text_study(model, methods=chosen or TEXT_METHODS, **common)
         else:
-            res = run_image_study(model, methods=chosen or IMAGE_METHODS, dataset=args.dataset, **common)
+            res = run_image_study(
+                model,
+                methods=chosen or IMAGE_METHODS,
+                dataset=args.dataset,
+                trust_pickle=getattr(args, "trust_pickle", False),
+                **common,
+            )
         print(res.paths["summary_md"].read_text())
         print(f"rows: {res.paths['rows']}\nfigure: {res.paths['figure']}\ncurves: {res.paths['curves']}")
         results.append(res)

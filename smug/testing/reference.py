@@ -1,26 +1,30 @@
-"""A reference satisfiability-only backend that answers by enumeration.
+"""Reference backends for tests: one that answers by enumeration, one that never answers.
 
-It exists to test the shared search, the hard time limit and the enumeration of
-alternatives without any solver: every ``check`` enumerates all assignments of
-the binaries and compares objectives with the exact rational bound it was given.
-Only for pure 0-1 problems with few variables.
+:class:`EnumerationBackend` exists to test the shared search, the hard time
+limit and the enumeration of alternatives without any solver: every ``check``
+enumerates all assignments of the binaries and compares objectives with the
+exact rational bound it was given.  Only for pure 0-1 problems with few
+variables.  :class:`StuckBackend` is a solver hung in native code: it ignores
+every limit, so only the hard limit's kill can stop it.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import UnsupportedProblemError
 from ..ir import Problem
-from ..solving.contract import Capabilities, SatBackend, SatSession, SolveParams
+from ..solving.contract import Backend, Capabilities, Incumbent, Reporter, SatBackend, SatSession, Solution, SolveParams
 from .brute import MAX_BRUTE_FORCE_BINARIES
 from .oracle import exactly_feasible
 
-__all__ = ["EnumerationBackend"]
+__all__ = ["EnumerationBackend", "StuckBackend"]
 
 
 class _EnumerationSession(SatSession):
@@ -86,3 +90,36 @@ class EnumerationBackend(SatBackend):
     def open_session(self, problem: Problem, params: SolveParams) -> SatSession:
         """A session that enumerates on every check."""
         return _EnumerationSession(problem, self.options.get("delay", 0.0), bool(self.options.get("ignore_timeout")))
+
+
+class StuckBackend(Backend):
+    """A backend that never answers and ignores its time limit (a solver hung in native code).
+
+    It takes no shared reductions, so no presolve or greedy start answers for it.
+    Options: ``pid_file`` (write the solving process's pid there first),
+    ``report_first`` (report the all-ones assignment as an incumbent first: it is
+    feasible for covering rows, so a stopped solve is ``feasible``), ``die``
+    (exit the solving process with status 3 instead of hanging: a crashed solver).
+    """
+
+    family = "stuck"
+    capabilities = Capabilities(
+        optimize=True, relu=True, real_vars=True, native_time_limit=False, deterministic=True, reductions=frozenset()
+    )
+
+    def version(self) -> str | None:
+        """Always available."""
+        return "1"
+
+    def solve(self, problem: Problem, params: SolveParams, report: Reporter, hint: object = None) -> Solution:
+        """Hang (or die) as the options say; never returns."""
+        pid_file = self.options.get("pid_file")
+        if pid_file:
+            Path(pid_file).write_text(str(os.getpid()))
+        if self.options.get("die"):
+            os._exit(3)
+        if self.options.get("report_first"):
+            x = np.ones(problem.n_vars)
+            report(Incumbent(x, float(problem.objective @ x + problem.objective_constant)))
+        while True:
+            time.sleep(0.05)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,29 +60,84 @@ class DemoRow:
     png: Path | None
 
 
-def load_model(spec: str) -> nn.Module:
-    """A reference model by name (``mnist_cnn``, ``mnist_mlp``: trained and cached on first use) or a saved module.
+def load_model(spec: str, *, trust_pickle: bool = False) -> nn.Module:
+    """A reference model by name, or a model file, loaded without running code from the file by default.
 
-    A path must name a file written by ``torch.save(model)`` (a whole module) or a TorchScript file.
+    ``spec`` is ``mnist_cnn`` / ``mnist_mlp`` (trained and cached on first use)
+    or a path to:
+
+    * a TorchScript file (``torch.jit.save``);
+    * a ``state_dict`` of a reference architecture (``torch.save(model.state_dict())``
+      of an ``mnist_mlp`` or ``mnist_cnn`` built by :mod:`smug.zoo.models`),
+      read with ``torch.load(..., weights_only=True)``, which refuses anything
+      but tensors and plain containers;
+    * a whole pickled module (``torch.save(model)``) only with
+      ``trust_pickle=True`` (``--trust-pickle`` on the command line): unpickling
+      runs whatever code the file names, so a crafted file can do anything the
+      user can. Pass it only for files you made or trust.
+
+    Raises:
+        ConfigError: not a reference name nor an existing file; a pickled module
+            without ``trust_pickle``; a state_dict that fits no reference architecture.
     """
-    from .models import pretrained
+    import pickle
 
+    from .models import mnist_cnn, mnist_mlp, pretrained
+
+    architectures = {"mnist_mlp": mnist_mlp, "mnist_cnn": mnist_cnn}
+
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ConfigError(f"model must be a reference model name or a file path, got {type(spec).__name__}")
+    spec = os.fspath(spec)
     if spec in ("mnist_cnn", "mnist_mlp"):
         return pretrained(spec)
     p = Path(spec)
-    if not p.exists():
+    if not p.is_file():
         raise ConfigError(
             f"model {spec!r} is neither a reference model ('mnist_cnn', 'mnist_mlp') nor an existing file"
         )
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            is_script = any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
+        if is_script:
+            try:
+                return torch.jit.load(str(p), map_location="cpu").eval()
+            except Exception as exc:  # noqa: BLE001 -- a damaged archive
+                raise ConfigError(f"{spec!r} looks like TorchScript but cannot be loaded: {exc}") from None
+    with p.open("rb") as fh:
+        magic = fh.read(4)
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # torch.save's zip, or a legacy pickle
+        raise ConfigError(f"{spec!r} is not a model file torch can read (neither torch.save's zip format nor a pickle)")
     try:
-        return torch.jit.load(str(p)).eval()
-    except Exception:  # not TorchScript: a pickled module
-        obj = torch.load(str(p), weights_only=False)
-        if not isinstance(obj, nn.Module):
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():  # not a pickle torch understands at all
+            raise ConfigError(f"{spec!r} is not a model file torch can read: {str(exc)[:200]}") from None
+        if not trust_pickle:
             raise ConfigError(
-                f"{spec!r} holds a {type(obj).__name__}, not a torch.nn.Module (save the whole model)"
+                f"{spec!r} holds pickled Python objects (a whole module saved with torch.save(model), or other "
+                "classes), which torch.load(weights_only=True) refuses: loading them runs whatever code the file "
+                "names. If you made or trust the file, pass trust_pickle=True (--trust-pickle); otherwise save "
+                "model.state_dict() of a reference architecture, or the model with torch.jit.save"
             ) from None
+        obj = torch.load(str(p), map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 -- not a torch file at all
+        raise ConfigError(f"{spec!r} is not a model file torch can read: {type(exc).__name__}: {exc}") from None
+    if isinstance(obj, nn.Module):
         return obj.eval()
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        for build in architectures.values():
+            model = build()
+            try:
+                model.load_state_dict(obj, strict=True)
+            except (RuntimeError, KeyError):
+                continue
+            return model.float().eval()
+        raise ConfigError(
+            f"{spec!r} holds a state_dict ({len(obj)} tensors, e.g. {list(obj)[:3]}) that fits no reference "
+            f"architecture ({', '.join(architectures)}); save the model with torch.jit.save instead"
+        )
+    raise ConfigError(f"{spec!r} holds a {type(obj).__name__}, not a torch.nn.Module or a state_dict")
 
 
 def capped_config(model: nn.Module, x: Any, config: Config) -> Config:
@@ -169,11 +226,12 @@ def describe(config: Config, extra: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------ text
-def load_text_model(spec: str, vocab_path: str | None = None) -> tuple[nn.Module, Any]:
+def load_text_model(spec: str, vocab_path: str | None = None, *, trust_pickle: bool = False) -> tuple[nn.Module, Any]:
     """A text model and its vocabulary: ``text_cnn`` (trained and cached on first use) or a saved module.
 
-    A saved module (``torch.save(model)`` or TorchScript) needs ``vocab_path``,
-    a vocabulary written by :meth:`smug.zoo.text.Vocabulary.save`.
+    A saved module (TorchScript, or ``torch.save(model)`` with ``trust_pickle``:
+    see :func:`load_model`) needs ``vocab_path``, a vocabulary written by
+    :meth:`smug.zoo.text.Vocabulary.save`.
     """
     from .text import Vocabulary, pretrained_text_cnn
 
@@ -186,7 +244,7 @@ def load_text_model(spec: str, vocab_path: str | None = None) -> tuple[nn.Module
         )
     if not Path(vocab_path).exists():
         raise ConfigError(f"vocabulary file {vocab_path!r} does not exist")
-    return load_model(spec), Vocabulary.load(vocab_path)
+    return load_model(spec, trust_pickle=trust_pickle), Vocabulary.load(vocab_path)
 
 
 def load_texts(dataset: str, split: str, indices: Sequence[int]) -> tuple[list[str], np.ndarray]:

@@ -103,11 +103,16 @@ def cache_dir() -> Path:
     """Return the directory cached weights live in (it need not exist yet).
 
     ``$SMUG_CACHE_DIR`` if that environment variable is set and non-empty, else
+    ``$XDG_CACHE_HOME/smug/models`` if ``XDG_CACHE_HOME`` is set to an absolute
+    path (the XDG base-directory rule: a relative one is ignored), else
     ``~/.cache/smug/models``.
     """
     env = os.environ.get("SMUG_CACHE_DIR")
     if env:
         return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "smug" / "models"
     return Path.home() / ".cache" / "smug" / "models"
 
 
