@@ -368,6 +368,66 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from .study.report import write_report
+    from .study.runner import run_study, study_status
+
+    if args.study_command == "run":
+        if args.workers is not None:
+            _check_positive(args.workers, "--workers", integer=True)
+        _check_output_dir(args.out)
+        res = run_study(
+            args.spec,
+            args.out,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            dask_local=args.dask_local,
+            progress=not args.quiet,
+        )
+        paths = write_report(args.out)
+        print(f"{res.ran} cells run, {res.already_done} were done, in {res.seconds:.1f} s; report: {paths['md']}")
+        if res.claimed_elsewhere:
+            print(f"{res.claimed_elsewhere} cells are being run by another run on this store; rerun when it ends")
+        return 0
+    if args.study_command == "report":
+        paths = write_report(args.folder)
+        print(paths["md"].read_text())
+        print(f"report: {paths['md']} and {paths['html']}")
+        return 0
+    if args.study_command == "export":
+        from .study.store import Store
+
+        _check_output_file(args.output, "--output")
+        with Store(args.folder, create=False) as store:
+            print(f"wrote {store.export(args.output)}")
+        return 0
+    st = study_status(args.folder)
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    spec = st["spec"] or {}
+    print(f"study {spec.get('name', '?')}: {st['done']} cells done " + str(st["by_status"]))
+    print(
+        f"running (claimed, not finished): {st['running']}"
+        + (f" by {', '.join(st['running_by'])}" if st["running"] else "")
+    )
+    print(f"failed (status error): {len(st['failed'])}")
+    for f in st["failed"][:20]:
+        print(f"  {f['label']} on {f['name']} seed {f['seed']}: {f['message']}")
+    return 0
+
+
+def _cmd_instances(args: argparse.Namespace) -> int:
+    from .study.instances import expand, write_library
+    from .study.spec import load_spec
+
+    _check_output_dir(args.out)
+    spec = load_spec(args.spec)
+    table = write_library(expand(spec.problems), args.out, formats=args.formats)
+    print(f"wrote the instances and {table}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``smug`` command."""
     p = argparse.ArgumentParser(prog="smug", description="Provably minimal explanations with constraint solvers.")
@@ -445,6 +505,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verbose", action="store_true")
     s.add_argument("-o", "--output", help="write the solution as JSON here")
     s.set_defaults(func=_cmd_solve)
+
+    st = sub.add_parser("study", help="backend comparison studies: run a spec, report, status, export")
+    stsub = st.add_subparsers(dest="study_command", required=True)
+    r = stsub.add_parser("run", help="run (or resume) a study spec into a folder")
+    r.add_argument("spec", help="the study spec (TOML)")
+    r.add_argument("--out", required=True, help="the study folder (its store: study.sqlite)")
+    r.add_argument("--workers", type=int, default=None, help="local worker processes (default: the core count)")
+    r.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
+    r.add_argument("--dask-local", type=int, default=None, help="start a Dask LocalCluster with N workers")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    rp = stsub.add_parser("report", help="(re)build the report of a study folder")
+    rp.add_argument("folder")
+    ss = stsub.add_parser("status", help="what a study folder holds: done, running, failed")
+    ss.add_argument("folder")
+    ss.add_argument("--json", action="store_true")
+    ex = stsub.add_parser("export", help="export the cells to CSV or Parquet")
+    ex.add_argument("folder")
+    ex.add_argument("-o", "--output", required=True, help="a .csv or .parquet file")
+    st.set_defaults(func=_cmd_study)
+
+    ins = sub.add_parser("instances", help="write a problem library (JSON, MPS, SMT-LIB2 + instances.csv) from a spec")
+    ins.add_argument("spec", help="a study spec; its problems are written")
+    ins.add_argument("--out", required=True)
+    ins.add_argument("--formats", nargs="+", default=["json", "mps", "smt2"], choices=["json", "mps", "smt2"])
+    ins.set_defaults(func=_cmd_instances)
 
     e = sub.add_parser("export", help="export a serialised IR problem for outside solvers")
     e.add_argument("problem")

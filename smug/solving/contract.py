@@ -98,6 +98,10 @@ class SolveParams:
             one thread rejects ``threads > 1``.
         num_solutions: how many distinct optimal masks to return (1: just one).
         verbose: let the solver print its log.
+        memory_limit: MiB the solver process may allocate beyond what it has
+            mapped when it starts (``None``: no limit); enforced with
+            ``RLIMIT_AS`` in the solver child, so it needs an isolated solve.
+            A solver that hits it ends with status ``error``.
     """
 
     time_limit: float | None = None
@@ -105,6 +109,7 @@ class SolveParams:
     threads: int = 1
     num_solutions: int = 1
     verbose: bool = False
+    memory_limit: int | None = None
 
     def __post_init__(self) -> None:
         tl = self.time_limit
@@ -118,6 +123,9 @@ class SolveParams:
                 raise ValidationError(f"{name} must be an integer >= {lo}, got {v!r}")
         if not isinstance(self.verbose, bool):
             raise ValidationError(f"verbose must be True or False, got {self.verbose!r}")
+        m = self.memory_limit
+        if m is not None and (isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1):
+            raise ValidationError(f"memory_limit must be a positive number of MiB or None, got {m!r}")
 
     def with_time_limit(self, seconds: float | None) -> SolveParams:
         """A copy with another time limit (at least a millisecond when given)."""

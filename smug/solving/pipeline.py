@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,8 @@ __all__ = [
     "run_in_child",
     "die_with_parent",
     "stop_child",
+    "own_usage",
+    "process_usage",
     "mp_context",
     "from_incumbent",
     "grace_seconds",
@@ -457,16 +460,55 @@ def die_with_parent() -> None:
             pass
 
 
+def _limit_memory(mib: int) -> None:
+    """Cap this process's address space at what it maps now plus ``mib`` MiB (``RLIMIT_AS``)."""
+    import resource
+
+    try:
+        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):  # pragma: no cover - no /proc
+        mapped = 0
+    cap = mapped + int(mib) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+
+def own_usage() -> dict[str, float]:
+    """This process's CPU seconds (its reaped children included) and peak resident memory (MiB)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "cpu_time": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+        "peak_rss_mb": max(me.ru_maxrss, kids.ru_maxrss) / 1024.0,
+    }
+
+
+def process_usage(pid: int) -> dict[str, float] | None:
+    """CPU seconds and peak resident memory (MiB) of a running process, read from ``/proc`` (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = sum(int(v) for v in stat[11:15]) / ticks  # utime, stime, cutime, cstime
+    hwm = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")), "0")
+    return {"cpu_time": cpu, "peak_rss_mb": int(hwm) / 1024.0}
+
+
 def _child_main(conn: Any, be: Backend, problem: Problem, params: SolveParams, plan: Plan, parent: int) -> None:
     die_with_parent()
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
+    if params.memory_limit is not None:
+        _limit_memory(params.memory_limit)
 
     def report(inc: Incumbent) -> None:
         conn.send(("incumbent", inc))
 
     try:
         sol = pipeline(problem, be, params, plan, report)
+        sol.stats.update(own_usage())
         conn.send(("done", sol))
     except SmugError as exc:  # bad input: re-raised in the parent
         conn.send(("raise", exc))
@@ -543,6 +585,7 @@ def run_in_child(
         sol = from_incumbent(best.inc, f"stopped at the hard time limit ({deadline.seconds:g} s + grace)")
         sol.solve_time = deadline.elapsed()
         sol.stats["killed"] = True
+        sol.stats.update(process_usage(proc.pid) or {})  # the child's last reading, before it is killed
         return sol
     finally:
         stop_child(proc)

@@ -56,6 +56,7 @@ def solve(
     threads: int | None = None,
     num_solutions: int | None = None,
     verbose: bool | None = None,
+    memory_limit: int | None = None,
     isolate: bool | None = None,
     certify: bool | str = True,
     presolve: bool | None = None,
@@ -74,6 +75,8 @@ def solve(
         threads: solver threads.
         num_solutions: distinct optimal masks to return.
         verbose: solver log on.
+        memory_limit: MiB the solver child may allocate (``RLIMIT_AS`` on top of what it maps at start;
+            implies ``isolate``).
         isolate: run in a child process.  Default: only when a time limit is set.
         certify: prove tolerance-based claims exactly (``True``: with the first
             installed exact backend, CP-SAT for 0/1 problems, else z3; a backend
@@ -97,7 +100,12 @@ def solve(
     overrides = {
         k: v
         for k, v in dict(
-            time_limit=time_limit, seed=seed, threads=threads, num_solutions=num_solutions, verbose=verbose
+            time_limit=time_limit,
+            seed=seed,
+            threads=threads,
+            num_solutions=num_solutions,
+            verbose=verbose,
+            memory_limit=memory_limit,
         ).items()
         if v is not None
     }
@@ -127,7 +135,11 @@ def solve(
         if late is not None:
             return late
     if isolate is None:
-        isolate = params.time_limit is not None
+        isolate = params.time_limit is not None or params.memory_limit is not None
+    if not isolate and params.memory_limit is not None:
+        raise UnsupportedParameterError(
+            "memory_limit is enforced in a solver child: leave isolate unset or True with memory_limit"
+        )
     if not isolate and params.time_limit is not None and not be.capabilities.native_time_limit:
         raise UnsupportedParameterError(
             f"backend {be.name!r} has no time limit of its own: with isolate=False nothing could stop it at "
