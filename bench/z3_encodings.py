@@ -15,11 +15,16 @@ weights cover a local 5x5 or 7x7 patch of the 28x28 pixel grid.  The all-ones
 mask satisfies every row, so every problem is feasible; the objective is the
 number of kept windows.
 
-Every encoding solves every problem through ``smug.solve(..., time_limit=...)``
-(so the hard limit holds); the table counts problems solved to proven
-optimality, and the median and total wall time (a problem that is not solved
-counts with its full time).  The script prints the table and writes it to
-``bench/results/z3_encodings.md``.
+The comparison is a ``smug study``: the problems are written as IR JSON under
+``bench/results/z3_encodings/instances/`` and every configuration is a backend
+entry of the study (solve-level options such as ``presolve=False`` go to
+``smug.solve``), so each solve runs under the hard limit, lands in the study's
+crash-safe store (a rerun resumes) and gets the study's report
+(``bench/results/z3_encodings/report.md``: wrong answers, PAR-2, cactus).  The
+table here counts problems solved to proven optimality, the best found, and
+the median and total wall time (a problem that is not solved counts with its
+full time).  The script prints the table and writes it to
+``bench/results/z3_encodings.md`` (the ablation's study is ``z3_ablation/``).
 
 Run::
 
@@ -56,6 +61,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,11 +70,13 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import smug  # noqa: E402
-from smug import Problem, ProblemBuilder, Status  # noqa: E402
+from smug import Problem, ProblemBuilder  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "z3_encodings.md"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "z3_encodings.md"
 
 #: (label, backend name, backend options) of every compared configuration.
 CONFIGS: list[tuple[str, str, dict[str, Any]]] = [
@@ -212,65 +220,84 @@ def cases(quick: bool = False) -> list[Case]:
     return out
 
 
-def run(time_limit: float, quick: bool, configs: list[tuple[str, str, dict[str, Any]]], title: str) -> str:
-    """Run every configuration on every case; return the markdown report."""
-    cs = cases(quick)
-    results: dict[str, list[tuple[str, Status, float | None, float]]] = {}
+def spec(time_limit: float, quick: bool, configs: list[tuple[str, str, dict[str, Any]]], folder: Path) -> Any:
+    """The study: the benchmark set written as IR JSON under ``folder/instances``, every configuration a backend
+    entry (solve-level options such as ``presolve`` go to ``smug.solve``)."""
+    from smug.study.spec import spec_from_dict
+
+    inst = folder / "instances"
+    inst.mkdir(parents=True, exist_ok=True)
+    for c in cases(quick):
+        path = inst / f"{c.name}.json"
+        text = c.problem.to_json()
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+    backends = [{"name": b, "label": label, "options": opts} for label, b, opts in configs]
+    return spec_from_dict(
+        {"name": folder.name, "problems": [{"glob": str(inst / "*.json"), "family": "smug-like"}],
+         "backends": backends, "time_limit": time_limit, "seeds": [0], "threads": 1}
+    )  # fmt: skip
+
+
+def run(time_limit: float, quick: bool, configs: list[tuple[str, str, dict[str, Any]]], title: str,
+        folder: Path) -> str:  # fmt: skip
+    """Run every configuration on every case as a study in ``folder`` (resumes); return the markdown report."""
+    from fractions import Fraction
+
+    from _study import run as run_spec
+
     t_all = time.perf_counter()
-    for label, backend, opts in configs:
-        results[label] = []
-        for c in cs:
-            t0 = time.perf_counter()
-            sol = smug.solve(c.problem, backend, time_limit=time_limit, **opts)
-            dt = time.perf_counter() - t0
-            if sol.status.has_solution and not sol.verified:
-                raise AssertionError(f"{label} returned an unverified assignment on {c.name}")
-            results[label].append((c.name, sol.status, sol.objective, dt))
-            print(f"{label:24s} {c.name:30s} {sol.status.value:9s} obj={sol.objective} t={dt:.2f}s", flush=True)
+    cells = run_spec(spec(time_limit, quick, configs, folder), folder, workers=1)
     total_wall = time.perf_counter() - t_all
-    # cross-check: every proven optimum agrees across configurations, and nothing beats it
-    optimum: dict[str, float] = {}
-    best: dict[str, float] = {}
-    for label, rows in results.items():
-        for name, st, obj, _ in rows:
-            if obj is not None:
-                best[name] = min(best.get(name, obj), obj)
-            if st == Status.OPTIMAL and obj is not None:
-                if name in optimum and abs(optimum[name] - obj) > 1e-9:
-                    raise AssertionError(f"{label} disagrees on {name}: {obj} vs {optimum[name]}")
-                optimum.setdefault(name, obj)
+    labels = [label for label, _, _ in configs]
+    names = sorted({c["name"] for c in cells})
+    by = {(c["label"], c["name"]): c for c in cells}
+    value = {k: Fraction(c["exact_objective"]) for k, c in by.items() if c["verified"] and c["exact_objective"]}
+    best = {n: min((v for (lab, m), v in value.items() if m == n), default=None) for n in names}
+    optimum: dict[str, Fraction] = {}
+    for (label, name), c in by.items():
+        if c["status"] == "optimal":
+            if name in optimum and optimum[name] != value[(label, name)]:
+                raise AssertionError(f"{label} disagrees on {name}: {value[(label, name)]} vs {optimum[name]}")
+            optimum.setdefault(name, value[(label, name)])
     for name, opt in optimum.items():
-        if best[name] < opt - 1e-9:
+        if best[name] is not None and best[name] < opt:
             raise AssertionError(f"a solution of {name} beats its proven optimum {opt}")
     lines = [
-        f"# {title}: {len(cs)} SMUG-like problems",
+        f"# {title}: {len(names)} SMUG-like problems",
         "",
         f"z3 {smug.get_backend('z3').version()}, time limit {time_limit:g} s per problem (enforced by `smug.solve`), "
-        f"{os.cpu_count()} CPU core(s), one solve at a time; whole run {total_wall:.0f} s. "
-        "Times are wall-clock seconds of `smug.solve` (build, solve and verification); an unsolved problem counts "
-        "with the time it ran. *best found* counts problems where the configuration's objective equals the best "
-        "any configuration found (proven optimum or best incumbent).",
+        f"{os.cpu_count()} CPU core(s), one solve at a time, through `smug study` (store and report in "
+        f"`{folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder}`); this run {total_wall:.0f} s "
+        "(0 when every cell was already in the store). Times are the cells' wall-clock seconds (the solver child, "
+        "build, solve and exact verification); an unsolved problem counts with the time it ran. *best found* counts "
+        "problems where the configuration's verified objective equals the best any configuration found (proven "
+        "optimum or best incumbent).",
         "",
         "| configuration | solved optimal | best found | no solution | median time (s) | total time (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for label, rows in results.items():
-        n_opt = sum(st == Status.OPTIMAL for _, st, _, _ in rows)
-        n_best = sum(obj is not None and obj <= best[name] + 1e-9 for name, _, obj, _ in rows)
-        n_none = sum(obj is None for _, _, obj, _ in rows)
-        times = [t for *_, t in rows]
+    for label in labels:
+        rows = [by[(label, n)] for n in names if (label, n) in by]
+        n_opt = sum(c["status"] == "optimal" for c in rows)
+        n_best = sum((label, c["name"]) in value and value[(label, c["name"])] == best[c["name"]] for c in rows)
+        n_none = sum((label, c["name"]) not in value for c in rows)
+        times = [c["wall"] for c in rows]
         med, tot = statistics.median(times), sum(times)
         lines.append(f"| {label} | {n_opt}/{len(rows)} | {n_best} | {n_none} | {med:.2f} | {tot:.1f} |")
     lines += ["", "Per problem (status, objective, seconds):", ""]
-    lines.append("| problem | " + " | ".join(results) + " |")
-    lines.append("|---|" + "---|" * len(results))
-    for k, c in enumerate(cs):
-        cells = []
-        for rows in results.values():
-            _, st, obj, t = rows[k]
-            o = "-" if obj is None else f"{obj:g}"
-            cells.append(f"{st.value} {o} {t:.1f}")
-        lines.append(f"| {c.name} | " + " | ".join(cells) + " |")
+    lines.append("| problem | " + " | ".join(labels) + " |")
+    lines.append("|---|" + "---|" * len(labels))
+    for n in names:
+        row = []
+        for label in labels:
+            c = by.get((label, n))
+            if c is None:
+                row.append("-")
+                continue
+            o = "-" if c["objective"] is None else f"{c['objective']:g}"
+            row.append(f"{c['status']} {o} {c['wall']:.1f}")
+        lines.append(f"| {n} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -285,7 +312,10 @@ def main(argv: list[str] | None = None) -> None:
     pool = ABLATION if args.ablation else CONFIGS
     configs = [c for c in pool if not args.only or c[0] in args.only]
     title = "Ablation of the default z3 encoding" if args.ablation else "z3 encodings"
-    report = run(args.time_limit, args.quick, configs, title)
+    folder = ROOT / "bench" / "results" / ("z3_ablation" if args.ablation else "z3_encodings")
+    if args.quick or args.only:
+        folder = Path(tempfile.mkdtemp(prefix="z3_encodings_"))
+    report = run(args.time_limit, args.quick, configs, title, folder)
     print(report)
     if not args.only and not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import numpy as np
 import pytest
@@ -50,17 +51,20 @@ def test_image_study_writes_rows_tables_and_figure(tiny_model, tmp_path):
 
 def test_image_study_resumes_without_recomputing(tiny_model, tmp_path):
     run_image_study("tiny", n=2, methods=["saliency"], dataset="digits", out_dir=tmp_path, progress=False)
-    path = tmp_path / "tiny" / "rows.jsonl"
-    lines = path.read_text().splitlines()
-    # drop the last row and tear a line, as an interrupted run would
-    path.write_text(lines[0] + "\n" + '{"model": "ti')
+    folder = tmp_path / "tiny"
+    first = read_rows(folder)
+    db = sqlite3.connect(folder / "study.sqlite")
+    with db:  # drop the last row, as an interrupted run would have left it
+        db.execute("DELETE FROM records WHERE key = ?", (json.dumps(["tiny", "saliency", 1]),))
+    db.close()
     res = run_image_study("tiny", n=3, methods=["saliency"], dataset="digits", out_dir=tmp_path, progress=False)
-    rows = read_rows(path)
+    rows = read_rows(folder)
     assert sorted(r["index"] for r in rows) == [0, 1, 2]
-    assert rows[0] == json.loads(lines[0])  # kept, not recomputed
-    assert len(res.rows) == 3
+    assert rows[0] == first[0]  # kept, not recomputed
+    assert len(res.rows) == 3 and res.paths["store"] == folder / "study.sqlite"
     again = run_image_study("tiny", n=3, methods=["saliency"], dataset="digits", out_dir=tmp_path, progress=False)
-    assert len(read_rows(path)) == 3 and len(again.rows) == 3
+    assert len(read_rows(folder)) == 3 and len(again.rows) == 3
+    assert len(read_rows(folder / "rows.jsonl")) == 3  # the export matches the store
 
 
 def test_failing_method_gets_an_error_row(tiny_model, tmp_path):

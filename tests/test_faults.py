@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -28,6 +29,7 @@ from smug.errors import ConfigError
 from smug.ir import ProblemBuilder
 from smug.solving.contract import Status
 from smug.study.evaluate import read_rows, run_image_study, study_lock
+from smug.study.store import Store
 from smug.testing.processes import process_gone
 from smug.testing.reference import EnumerationBackend, StuckBackend
 
@@ -52,8 +54,13 @@ def study(out: Path, n: int = 4, methods=("saliency", "occlusion")):
     )
 
 
-def keys(path: Path) -> list[tuple]:
-    return [(r["model"], r["method"], r["index"]) for r in map(json.loads, path.read_text().splitlines())]
+def keys(folder: Path) -> list[tuple]:
+    """Every stored row's key, straight from the store's table (duplicates would show)."""
+    db = sqlite3.connect(folder / "study.sqlite")
+    try:
+        return [tuple(json.loads(k)) for (k,) in db.execute("SELECT key FROM records WHERE kind = 'evaluate'")]
+    finally:
+        db.close()
 
 
 # ------------------------------------------------------------------ the study store
@@ -68,47 +75,67 @@ def test_a_second_study_on_the_same_folder_is_refused_at_once(tiny_model, tmp_pa
 def test_sequential_reruns_never_duplicate_rows(tiny_model, tmp_path):
     for _ in range(3):
         res = study(tmp_path)
-    rows_file = tmp_path / "tiny" / "rows.jsonl"
-    assert len(keys(rows_file)) == len(set(keys(rows_file))) == 8
+    k = keys(tmp_path / "tiny")
+    assert len(k) == len(set(k)) == 8
     assert [s["n"] for s in res.summary] == [4, 4]
+    exported = (tmp_path / "tiny" / "rows.jsonl").read_text().splitlines()
+    assert sorted((r["model"], r["method"], r["index"]) for r in map(json.loads, exported)) == sorted(k)
 
 
-def test_a_torn_last_line_and_duplicates_are_repaired(tiny_model, tmp_path):
+def test_an_older_folder_with_a_torn_line_and_duplicates_is_imported_repaired(tiny_model, tmp_path):
     study(tmp_path)
-    rows_file = tmp_path / "tiny" / "rows.jsonl"
-    lines = rows_file.read_text().splitlines()
+    folder = tmp_path / "tiny"
+    lines = (folder / "rows.jsonl").read_text().splitlines()
+    (folder / "study.sqlite").unlink()  # what an older version left: rows.jsonl only
+    for extra in ("study.sqlite-wal", "study.sqlite-shm"):
+        (folder / extra).unlink(missing_ok=True)
     # a racing writer's duplicate of row 0, then a torn half of row 2 (a crash mid-write)
-    rows_file.write_text(
+    (folder / "rows.jsonl").write_text(
         "\n".join([lines[0], lines[1], lines[0], lines[3], lines[4], lines[5], lines[6], lines[7]])
         + "\n"
         + lines[2][: len(lines[2]) // 2]
     )
     res = study(tmp_path)
-    text = rows_file.read_text()
-    assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
-    assert sorted(keys(rows_file)) == sorted(set(keys(rows_file))) and len(keys(rows_file)) == 8
+    k = keys(folder)
+    assert sorted(k) == sorted(set(k)) and len(k) == 8  # 7 imported, the torn one recomputed
     assert [s["n"] for s in res.summary] == [4, 4]
+    assert {json.dumps(r, sort_keys=True) for r in map(json.loads, lines[:2])} <= {
+        json.dumps(r, sort_keys=True) for r in read_rows(folder)
+    }  # imported rows kept as they were, not recomputed
 
 
 def test_a_full_disk_loses_nothing_written_and_the_rerun_completes(tiny_model, tmp_path, monkeypatch):
-    real = os.write
+    real = Store.put_record
     calls = {"n": 0}
 
-    def full_after_three(fd, data):
+    def full_after_three(self, *args, **kw):
         calls["n"] += 1
-        if calls["n"] > 3:  # the fourth row: half of it reaches the disk, then the disk is full
-            real(fd, bytes(data[: len(data) // 2]))
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real(fd, data)
+        if calls["n"] > 3:  # the fourth row: SQLite rolls its transaction back, as on a full disk
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, *args, **kw)
 
-    monkeypatch.setattr(ev, "_write", full_after_three)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(Store, "put_record", full_after_three)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         study(tmp_path)
-    rows_file = tmp_path / "tiny" / "rows.jsonl"
-    assert len(read_rows(rows_file)) == 3  # what was written is intact, the torn fourth is not a row
-    monkeypatch.setattr(ev, "_write", real)
+    assert len(read_rows(tmp_path / "tiny")) == 3  # what was committed is intact
+    monkeypatch.setattr(Store, "put_record", real)
     res = study(tmp_path)
-    assert len(keys(rows_file)) == len(set(keys(rows_file))) == 8 and len(res.rows) == 8
+    k = keys(tmp_path / "tiny")
+    assert len(k) == len(set(k)) == 8 and len(res.rows) == 8
+
+
+def test_a_failed_row_is_retried_and_replaced_but_a_good_row_never_is(tmp_path):
+    with Store(tmp_path) as store:
+        assert store.put_record("k", "a", {"v": 1, "error": "boom"}, failed=True)
+        assert store.put_record("k", "a", {"v": 2, "error": "again"}, failed=True)
+        assert store.record_keys("k", failed=True) == {"a"}
+        assert store.put_record("k", "a", {"v": 3})
+        assert not store.put_record("k", "a", {"v": 4})
+        assert not store.put_record("k", "a", {"v": 5, "error": "late"}, failed=True)
+        assert store.records("k") == [{"v": 3}] and store.record_keys("k") == {"a"}
+        with pytest.raises(ValueError):
+            store.put_record("k", "b", {"v": float("nan")})  # never a NaN a JSON reader chokes on
+        assert store.records("k") == [{"v": 3}]
 
 
 def test_a_failing_summary_write_leaves_the_old_summary(tiny_model, tmp_path, monkeypatch):
@@ -144,18 +171,18 @@ _STUDY_SCRIPT = textwrap.dedent(
 def test_kill_9_at_random_points_then_rerun_loses_and_duplicates_nothing(tmp_path):
     script = tmp_path / "study.py"
     script.write_text(_STUDY_SCRIPT)
-    out, n = tmp_path / "out", 100
-    rows_file = out / "tiny" / "rows.jsonl"
+    out, n = tmp_path / "out", 80
+    rows_file = out / "tiny"
     rng = random.Random(12)
     cmd = [sys.executable, str(script), str(out), str(n)]
     counts = []
-    for _ in range(3):
+    for _ in range(2):
         before = len(read_rows(rows_file))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         end = time.monotonic() + 120
         while len(read_rows(rows_file)) <= before and proc.poll() is None and time.monotonic() < end:
             time.sleep(0.02)  # until this run has written a row of its own
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.1))  # rows come at a few hundred per second
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         counts.append(len(read_rows(rows_file)))
@@ -163,6 +190,7 @@ def test_kill_9_at_random_points_then_rerun_loses_and_duplicates_nothing(tmp_pat
     assert r.returncode == 0, r.stderr[-2000:]
     k = keys(rows_file)
     assert len(k) == len(set(k)) == 2 * n
+    assert sqlite3.connect(rows_file / "study.sqlite").execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert 0 < counts[0] < counts[-1] < 2 * n, counts  # the kills landed mid-study and each run resumed
     summary = json.loads((out / "tiny" / "summary.json").read_text())
     assert [s["n"] for s in summary] == [n, n]

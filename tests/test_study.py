@@ -66,16 +66,47 @@ def test_the_minimal_spec_and_a_full_spec_round_trip(tmp_path, library):
         ({"problems": ["x"], "backends": ["z4"], "time_limit": 5}, UnknownBackendError, "z3"),
         ({"problems": ["x"], "backends": [{"name": "z3", "opts": {}}], "time_limit": 5}, ConfigError, "'options'"),
         ({"problems": ["x"], "backends": ["z3", "z3"], "time_limit": 5}, ConfigError, "share the label"),
+        ({"problems": ["x"], "backends": [{"name": "z3", "options": {"presolve": "no"}}], "time_limit": 5},
+         ConfigError, "options.presolve must be true or false"),
+        ({"problems": ["x"], "backends": [{"name": "z3", "options": {"presolv": False}}], "time_limit": 5},
+         Exception, "presolv"),
         ({"problems": ["x"], "backends": ["z3"], "time_limit": -1}, ConfigError, "time_limit"),
         ({"problems": ["x"], "backends": ["z3"], "time_limit": 5, "seeds": [0, 0]}, ConfigError, "duplicates"),
         ({"problems": [], "backends": ["z3"], "time_limit": 5}, ConfigError, "at least one"),
         ({"backends": ["z3"], "time_limit": 5}, ConfigError, "needs 'problems'"),
+        ({"problems": [{"source": "synthetic", "n": 2, "backends": ["z3"]}], "time_limit": 5}, ConfigError,
+         "top-level keys go before the first table"),
     ],
 )  # fmt: skip
 def test_a_bad_spec_is_a_named_error(data, error, fragment):
     with pytest.raises(error) as info:
         spec_from_dict(data)
     assert fragment in str(info.value)
+
+
+def test_solve_options_of_a_backend_entry_reach_smug_solve(library, monkeypatch):
+    import smug
+
+    seen = []
+    real = smug.solve
+
+    def spy(problem, backend, **kw):
+        seen.append((type(backend).__name__, kw.get("presolve"), kw.get("cuts"), getattr(backend, "encoding", None)))
+        return real(problem, backend, **kw)
+
+    monkeypatch.setattr(smug, "solve", spy)
+    spec = spec_from_dict(
+        {
+            "problems": [str(library / "*" / "*.json")],
+            "backends": [{"name": "z3", "options": {"encoding": "int", "presolve": False, "cuts": False}}],
+            "time_limit": 5,
+        }
+    )
+    (cell,) = cells_of(spec, expand(spec.problems))[:1]
+    out = run_cell(cell.task)
+    assert out["status"] == "optimal" and out["verified"], out
+    assert seen == [("Z3Backend", False, False, "int")]
+    assert spec.backends[0].key == "z3[cuts=False,encoding=int,presolve=False]"
 
 
 def test_a_glob_that_matches_nothing_is_named(tmp_path):
@@ -137,6 +168,7 @@ def test_scores_on_a_hand_computed_case():
     # b: p1 4.0, p2 6.0, p3 unsolved 10 -> 20 / 3
     assert s["b"]["solved"] == 2 and s["b"]["wrong"] == 0 and s["b"]["par2"] == pytest.approx(20 / 3)
     assert s["c"]["wrong"] == 2 and s["c"]["solved"] == 1  # only p3's claim stands (nothing proves it wrong)
+    assert (s["a"]["best"], s["b"]["best"], s["c"]["best"]) == (1, 2, 1)  # verified and best on that problem
     assert [r["label"] for r in score(HAND, 5.0)][0] == "c"  # the backend with wrong answers is listed first
     v = vbs(HAND, time_limit=5.0)
     # p1: fastest correct is a (1.0; c's 0.5 is wrong); p2: b 6.0; p3: c 0.1
@@ -285,28 +317,9 @@ def test_claims_of_a_live_run_are_respected_and_a_dead_runs_are_taken_over(tmp_p
         first.db.execute("UPDATE claims SET pid = ? WHERE key = 'k1'", (dead.pid,))
         mine3, _ = second.claim(["k1", "k2"], stale_after=600)
         assert mine3 == ["k1"]  # its run is dead: taken over; k2's run lives
-        assert second.record(
-            {
-                "key": "k1",
-                "problem": "h",
-                "backend": "z3",
-                "label": "z3",
-                "options": "{}",
-                "seed": 0,
-                "status": "optimal",
-            }
-        )
-        assert not first.record(
-            {
-                "key": "k1",
-                "problem": "h",
-                "backend": "z3",
-                "label": "z3",
-                "options": "{}",
-                "seed": 0,
-                "status": "optimal",
-            }
-        )  # never twice
+        cell = {"key": "k1", "problem": "h", "backend": "z3", "label": "z3", "options": "{}", "seed": 0}
+        assert second.record({**cell, "status": "optimal"})
+        assert not first.record({**cell, "status": "optimal"})  # never twice
 
 
 def test_export_csv_and_parquet(library, tmp_path):

@@ -3,9 +3,13 @@
 :func:`run_image_study` runs each method on the first ``n`` MNIST test images
 for one reference model and writes, under ``out_dir/<model>/``:
 
-- ``rows.jsonl``: one JSON line per (method, input), appended as soon as it is
-  computed, so an interrupted study loses nothing and a rerun resumes where it
-  stopped (rows already there are skipped);
+- ``study.sqlite``: the study store (:class:`smug.study.store.Store`, the one
+  crash-safe store of every study kind), one row per (model, method, input),
+  committed as soon as it is computed, so an interrupted study loses at most the
+  row in flight and a rerun resumes where it stopped (rows already there are
+  skipped, failed ones retried); a folder written by an older version
+  (``rows.jsonl``) is imported when the store is first opened;
+- ``rows.jsonl``: the same rows exported as JSON lines at the end of a run (for JSONL readers);
 - ``maps/<method>/<index>.npy``: the saliency maps of the first ``figure_inputs`` inputs;
 - ``summary.csv``, ``summary.json``, ``summary.md``: one row per method;
 - ``figure.png``: those inputs (rows) x each method's map (columns);
@@ -131,7 +135,8 @@ class StudyResult:
     Attributes:
         rows: one dict per (method, input) (see the module docstring for the keys).
         summary: one dict per method (means and medians).
-        paths: the files written (``rows``, ``summary_csv``, ``summary_json``, ``summary_md``, ``figure``).
+        paths: the files written (``store``, ``rows``, ``summary_csv``, ``summary_json``, ``summary_md``,
+            ``figure``).
     """
 
     rows: list[dict[str, Any]]
@@ -140,6 +145,10 @@ class StudyResult:
 
 
 # --------------------------------------------------------------------- rows on disk
+#: The store's record kind of this study's rows (:meth:`smug.study.store.Store.put_record`).
+ROW_KIND = "evaluate"
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -148,12 +157,16 @@ def _row_key(r: dict[str, Any]) -> tuple[Any, Any, Any]:
     return (r.get("model"), r.get("method"), r.get("index"))
 
 
+def _store_key(r: dict[str, Any]) -> str:
+    return json.dumps(list(_row_key(r)))
+
+
 def _parse_rows(data: bytes) -> tuple[list[dict[str, Any]], int]:
     """The rows of ``rows.jsonl`` bytes, one per (model, method, input) key, and how many lines were dropped.
 
     A line that is not a JSON object (a torn write) is dropped; of several rows
-    with one key (two runs that raced before the lock existed), a successful row
-    beats an error row and a later one beats an earlier one.
+    with one key (two runs that raced), a successful row beats an error row and
+    a later one beats an earlier one.
     """
     by_key: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
     dropped = 0
@@ -179,51 +192,42 @@ def _parse_rows(data: bytes) -> tuple[list[dict[str, Any]], int]:
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a ``rows.jsonl`` file, one per (model, method, input).
+    """The rows of a study: ``path`` is its folder (``<out>/<model>``, read from its ``study.sqlite``) or a
+    ``rows.jsonl`` file (the export, or a folder of an older smug version), one row per (model, method, input).
 
-    A torn line from an interrupted run is skipped and duplicate keys are
-    collapsed (see :func:`_parse_rows`); a running study repairs the file itself
-    when it opens it.
+    Reading the store works while a study writes to it (WAL mode); a JSONL file's
+    torn lines are skipped and its duplicate keys collapsed.
     """
+    from .store import STORE_NAME, Store
+
     p = Path(path)
+    if p.is_dir() or p.name == STORE_NAME:
+        folder = p if p.is_dir() else p.parent
+        if not (folder / STORE_NAME).exists():
+            return []
+        with Store(folder, create=False) as store:
+            return store.records(ROW_KIND)
     return _parse_rows(p.read_bytes())[0] if p.exists() else []
 
 
-#: The one system call rows are written with (the fault-injection tests replace it to simulate a full disk).
-_write = os.write
+def _import_legacy_rows(store: Any, out: Path) -> int:
+    """On the store's first opening, move the successful rows of an older version's ``rows.jsonl`` into it
+    (torn lines and duplicates dropped).  Returns how many rows came in."""
+    if store.meta("rows_imported", False):
+        return 0
+    legacy = out / "rows.jsonl"
+    rows = [r for r in _parse_rows(legacy.read_bytes())[0] if not r.get("error")] if legacy.exists() else []
+    for r in rows:
+        store.put_record(ROW_KIND, _store_key(r), r)
+    store.set_meta("rows_imported", True)
+    return len(rows)
 
 
-def _append_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one row as a single ``write`` of one whole line (O_APPEND), so a kill leaves at most a torn tail."""
-    data = (json.dumps(row) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = _write(fd, view)
-            view = view[n:]
-    finally:
-        os.close(fd)
-
-
-def _repair_rows(path: Path, drop_errors: bool = True) -> None:
-    """Rewrite ``path`` atomically without torn lines, duplicate keys and (``drop_errors``) error rows.
-
-    Nothing is rewritten when the file is already clean; the new file replaces
-    the old one with ``os.replace``, so a kill during the repair leaves either.
-    """
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    rows, dropped = _parse_rows(data)
-    n_err = sum(1 for r in rows if r.get("error")) if drop_errors else 0
-    torn_tail = bool(data) and not data.endswith(b"\n")
-    if not dropped and not n_err and not torn_tail:
-        return
-    keep = [r for r in rows if not (drop_errors and r.get("error"))]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-    os.replace(tmp, path)
+def _export_rows(store: Any, out: Path) -> Path:
+    """Write every row as ``rows.jsonl`` (a derived copy for JSONL readers; the store is the record), atomically."""
+    path = out / "rows.jsonl"
+    _write_atomic(path, "".join(json.dumps(r) + "\n" for r in store.records(ROW_KIND)))
+    return path
 
 
 @contextlib.contextmanager
@@ -255,15 +259,24 @@ def study_lock(out: Path) -> Iterator[Path]:
         os.close(fd)  # releases the flock
 
 
-def _open_rows(out: Path, key: str, resume: bool) -> tuple[Path, set[tuple[str, int]]]:
-    """The study's ``rows.jsonl`` (emptied unless ``resume``; repaired: torn lines, duplicates and failed rows
-    dropped, so a rerun retries them) and the (method, index) pairs already done for model ``key``."""
-    rows_path = out / "rows.jsonl"
-    if not resume and rows_path.exists():
-        rows_path.unlink()
-    _repair_rows(rows_path)
-    done = {(r["method"], r["index"]) for r in read_rows(rows_path) if r.get("model") == key}
-    return rows_path, done
+def _open_rows(out: Path, key: str, resume: bool) -> tuple[Any, set[tuple[str, int]]]:
+    """The study's store (``out/study.sqlite``; emptied of this study's rows unless ``resume``; an older
+    ``rows.jsonl`` imported once) and the (method, index) pairs already done for model ``key``.
+
+    Failed rows are not done: a rerun retries them (and its result replaces them)."""
+    from .store import Store
+
+    store = Store(out)
+    try:
+        if not resume:
+            store.drop_records(ROW_KIND)
+            store.set_meta("rows_imported", True)
+        _import_legacy_rows(store, out)
+        done = {(r["method"], r["index"]) for r in store.records(ROW_KIND, failed=False) if r.get("model") == key}
+    except BaseException:
+        store.close()
+        raise
+    return store, done
 
 
 @contextlib.contextmanager
@@ -281,15 +294,16 @@ def _torch_threads(threads: int | None) -> Iterator[int]:
 
 
 def _record(
-    rows_path: Path,
+    store: Any,
     row: dict[str, Any],
     map_path: Path | None,
     measure: Callable[..., tuple[dict[str, Any], np.ndarray]],
     *args: Any,
 ) -> None:
-    """Run ``measure(*args)`` for one (method, input), save its map to ``map_path`` (if given), append the row.
+    """Run ``measure(*args)`` for one (method, input), save its map to ``map_path`` (if given), store the row.
 
-    An exception becomes the row's ``error``: one failing input must not lose the study.
+    An exception becomes the row's ``error``: one failing input must not lose the study.  The row is one
+    committed transaction of the store, so a kill at any point loses at most the row being computed.
     """
     try:
         fields, m = measure(*args)
@@ -299,12 +313,13 @@ def _record(
             np.save(map_path, m.astype(np.float32))
     except Exception as exc:  # noqa: BLE001 -- recorded in the row, retried by a rerun
         row["error"] = f"{type(exc).__name__}: {exc}"
-    _append_row(rows_path, {k: _finite(v) for k, v in row.items()})
+    clean = {k: _finite(v) for k, v in row.items()}
+    store.put_record(ROW_KIND, _store_key(clean), clean, failed=bool(clean.get("error")))
 
 
-def _finished_rows(rows_path: Path, key: str, methods: Sequence[str], n: int, threads: int) -> tuple[list, list]:
+def _finished_rows(store: Any, key: str, methods: Sequence[str], n: int, threads: int) -> tuple[list, list]:
     """The study's rows for model ``key`` (the first ``n`` inputs, the chosen methods) and their summary."""
-    rows = [r for r in read_rows(rows_path) if r.get("model") == key and r["method"] in methods and r["index"] < n]
+    rows = [r for r in store.records(ROW_KIND) if r.get("model") == key and r["method"] in methods and r["index"] < n]
     summary = summarise(rows, methods)
     for srow in summary:
         srow["threads"] = threads
@@ -321,8 +336,13 @@ def _smug_options(name: str, model: torch.nn.Module, x: torch.Tensor, opts: dict
 
 
 def _finite(v: Any) -> Any:
+    """``v`` with every non-finite float (also inside lists and dicts) replaced by ``None`` (JSON has no NaN)."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
+    if isinstance(v, (list, tuple)):
+        return [_finite(e) for e in v]
+    if isinstance(v, dict):
+        return {k: _finite(e) for k, e in v.items()}
     return v
 
 
@@ -418,8 +438,8 @@ def run_image_study(
         split: ``test`` or ``train`` (MNIST only).
         out_dir: results go to ``out_dir/<model stem>/``.
         progress: show a progress bar per method.
-        resume: keep the rows already in ``rows.jsonl`` and skip their (method, input) pairs;
-            ``False`` starts the file afresh.
+        resume: keep the rows already in the store and skip their (method, input) pairs;
+            ``False`` starts the study afresh.
         figure_inputs: how many inputs the figure shows (their maps are saved).
         method_options: per method name, keyword arguments for its constructor.
         curve_steps: insertion / deletion curve segments.
@@ -447,16 +467,16 @@ def run_image_study(
     images, labels = load_inputs(dataset, split, list(range(n)))
     out = Path(out_dir) / model_key
     with study_lock(out):  # a second study on this folder fails at once; a crash frees the lock
-        rows_path, done = _open_rows(out, model_key, resume)
+        store, done = _open_rows(out, model_key, resume)
         opts = method_options or {}
-        with _torch_threads(threads) as used_threads:
+        with store, _torch_threads(threads) as used_threads:
             _run_methods(
                 model=model,
                 model_key=model_key,
                 methods=methods,
                 images=images,
                 labels=labels,
-                rows_path=rows_path,
+                store=store,
                 done=done,
                 opts=opts,
                 figure_inputs=figure_inputs,
@@ -465,8 +485,10 @@ def run_image_study(
                 dataset=f"{dataset}/{split}",
                 out=out,
             )
-        rows, summary = _finished_rows(rows_path, model_key, methods, n, used_threads)
-        paths = {"rows": rows_path, **write_summary(summary, out, title=_title(model_key, dataset, split, n))}
+            rows, summary = _finished_rows(store, model_key, methods, n, used_threads)
+            rows_path = _export_rows(store, out)
+        paths = {"rows": rows_path, "store": store.path,
+                 **write_summary(summary, out, title=_title(model_key, dataset, split, n))}  # fmt: skip
         fig_path = out / "figure.png"
         shown = list(range(min(figure_inputs, n)))
         plot_map_grid(images[shown], labels[shown], out / "maps", methods, shown, fig_path, title=model_key)
@@ -482,7 +504,7 @@ def _run_methods(
     methods: Sequence[str],
     images: np.ndarray,
     labels: np.ndarray,
-    rows_path: Path,
+    store: Any,
     done: set[tuple[str, int]],
     opts: dict[str, dict[str, Any]],
     figure_inputs: int,
@@ -491,7 +513,7 @@ def _run_methods(
     dataset: str,
     out: Path,
 ) -> None:
-    """Every method on every input not yet in ``done``; each row appended to ``rows_path`` at once."""
+    """Every method on every input not yet in ``done``; each row stored at once."""
     import torch
 
     from ..methods import get_method, method_info
@@ -518,7 +540,7 @@ def _run_methods(
                 "correct": int(labels[i]) == int(predictions[i]),
             }
             map_path = maps_dir / f"{i:05d}.npy" if i < figure_inputs else None
-            _record(rows_path, row, map_path, _measure_image, model, name, attributor, mode, x, curve_steps)
+            _record(store, row, map_path, _measure_image, model, name, attributor, mode, x, curve_steps)
 
 
 def _title(model: str, dataset: str, split: str, n: int) -> str:
@@ -659,9 +681,9 @@ def run_text_study(
     seqs = [vocab.encode(t, max_len=limit, truncate="silent") for t in texts]
     out = Path(out_dir) / model_name
     with study_lock(out):  # a second study on this folder fails at once; a crash frees the lock
-        rows_path, done = _open_rows(out, model_name, resume)
+        store, done = _open_rows(out, model_name, resume)
         opts = method_options or {}
-        with _torch_threads(threads) as used_threads:
+        with store, _torch_threads(threads) as used_threads:
             for name in methods:
                 todo = [i for i in range(n) if (name, i) not in done]
                 if not todo:
@@ -682,14 +704,15 @@ def run_text_study(
                         "correct": int(labels[i]) == pred,
                     }
                     map_path = maps_dir / f"{i:05d}.npy" if i < figure_inputs else None
-                    _record(rows_path, row, map_path, _measure_text, model, name, attributor, mode, ids)
-        rows, summary = _finished_rows(rows_path, model_name, methods, n, used_threads)
+                    _record(store, row, map_path, _measure_text, model, name, attributor, mode, ids)
+            rows, summary = _finished_rows(store, model_name, methods, n, used_threads)
+            rows_path = _export_rows(store, out)
         for srow in summary:
             mine = [r for r in rows if r["method"] == srow["method"] and r.get("mask_metric") is not None]
             if mine:
                 srow["mask_metric_mean"] = float(np.mean([r["mask_metric"] for r in mine]))
         title = f"Model `{model_name}`, the first {n} rotten_tomatoes/{split} reviews."
-        paths = {"rows": rows_path, **write_summary(summary, out, title=title)}
+        paths = {"rows": rows_path, "store": store.path, **write_summary(summary, out, title=title)}
         md = paths["summary_md"]
         md.write_text(
             md.read_text()

@@ -10,7 +10,8 @@ Definitions (per backend label, over the cells of the study):
   optima the higher is wrong); an ``infeasible`` claim on a problem where some
   cell has a verified solution.  Wrong answers are listed first and loudly;
 * **PAR-2**: the mean over cells of the wall time when solved, else twice the
-  time limit (wrong answers count as unsolved);
+  time limit (wrong answers count as unsolved, and so do ``unsupported`` cells:
+  problems the backend cannot state, such as ReLU rows on CP-SAT);
 * the **virtual best solver** (VBS): per (problem, seed), the fastest solved
   cell of any backend.
 
@@ -42,6 +43,10 @@ def _frac(v: Any) -> Fraction | None:
     return None if v in (None, "") else Fraction(v)
 
 
+def _has_verified_value(c: dict[str, Any]) -> bool:
+    return c["status"] in ("optimal", "feasible") and bool(c["verified"]) and c["exact_objective"] not in (None, "")
+
+
 def wrong_answers(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The cells whose answers contradict the exact facts of the study (see the module docstring), with a reason."""
     by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -67,11 +72,17 @@ def wrong_answers(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def score(cells: Sequence[dict[str, Any]], time_limit: float) -> list[dict[str, Any]]:
-    """Per backend label: cells, solved, optimal, infeasible, wrong, PAR-2, total and median time."""
+    """Per backend label: cells, solved, optimal, infeasible, wrong, PAR-2, total and median time, and ``best``:
+    the cells whose verified exact objective is the best any backend found for that problem (an incumbent at the
+    limit counts when no one did better)."""
     wrong = {c["key"] for c in wrong_answers(cells)}
     by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    best_of: dict[str, Fraction] = {}
     for c in cells:
         by_label[c["label"]].append(c)
+        if _has_verified_value(c) and c["key"] not in wrong:
+            v = _frac(c["exact_objective"])
+            best_of[c["problem"]] = min(best_of.get(c["problem"], v), v)
     rows = []
     for label, group in by_label.items():
         solved = [c for c in group if c["status"] in SOLVED and c["key"] not in wrong]
@@ -88,6 +99,14 @@ def score(cells: Sequence[dict[str, Any]], time_limit: float) -> list[dict[str, 
                 "feasible": sum(1 for c in group if c["status"] == "feasible" and c["key"] not in wrong),
                 "timeout": sum(1 for c in group if c["status"] == "timeout"),
                 "error": sum(1 for c in group if c["status"] == "error"),
+                "unsupported": sum(1 for c in group if c["status"] == "unsupported"),
+                "best": sum(
+                    1
+                    for c in group
+                    if _has_verified_value(c)
+                    and c["key"] not in wrong
+                    and _frac(c["exact_objective"]) == best_of.get(c["problem"])
+                ),
                 "par2": statistics.fmean(par2) if par2 else math.nan,
                 "total_time": sum(walls),
                 "median_time": statistics.median(walls) if walls else math.nan,
@@ -138,11 +157,28 @@ def _cactus(cells: Sequence[dict[str, Any]], labels: list[str], time_limit: floa
 
     wrong = {c["key"] for c in wrong_answers(cells)}
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for lab in labels:
+    colors = plt.cm.tab20.colors if len(labels) > 10 else plt.cm.tab10.colors
+    for k, lab in enumerate(labels):
         t = sorted(c["wall"] for c in cells if c["label"] == lab and c["status"] in SOLVED and c["key"] not in wrong)
-        ax.step(t, range(1, len(t) + 1), where="post", label=f"{lab} ({len(t)})")
+        style = ("-", "--", ":", "-.")[(k // len(colors)) % 4]
+        ax.step(
+            t,
+            range(1, len(t) + 1),
+            where="post",
+            label=f"{lab} ({len(t)})",
+            color=colors[k % len(colors)],
+            linestyle=style,
+        )
     v = vbs(cells, time_limit)["times"]
-    ax.step(v, range(1, len(v) + 1), where="post", color="k", linestyle="--", label=f"virtual best ({len(v)})")
+    ax.step(
+        v,
+        range(1, len(v) + 1),
+        where="post",
+        color="k",
+        linestyle="--",
+        linewidth=1.6,
+        label=f"virtual best ({len(v)})",
+    )
     ax.set_xscale("log")
     ax.set_xlabel("wall time (s, log)")
     ax.set_ylabel("cells solved (optimal or infeasible)")
@@ -261,18 +297,19 @@ def write_report(folder: str | Path) -> dict[str, Path]:
         md += ["None: every answer agrees with the exact facts of the study."]
     md += ["", "## Backends", ""]
     md += [
-        "| backend | cells | wrong | solved | optimal | infeasible | feasible | timeout | error | PAR-2 (s) "
-        "| total (s) | median (s) | CPU (s) | peak MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| backend | cells | wrong | solved | optimal | infeasible | feasible | best found | timeout | error "
+        "| unsupported | PAR-2 (s) | total (s) | median (s) | CPU (s) | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in scores:
         md.append(
             f"| {r['label']} | {r['cells']} | {'**' + str(r['wrong']) + '**' if r['wrong'] else 0} | {r['solved']} "
-            f"| {r['optimal']} | {r['infeasible']} | {r['feasible']} | {r['timeout']} | {r['error']} "
+            f"| {r['optimal']} | {r['infeasible']} | {r['feasible']} | {r['best']} | {r['timeout']} | {r['error']} "
+            f"| {r['unsupported']} "
             f"| {_fmt(r['par2'])} | {_fmt(r['total_time'], '{:.1f}')} | {_fmt(r['median_time'])} "
             f"| {_fmt(r['cpu_time'], '{:.1f}')} | {_fmt(r['peak_mb'], '{:.0f}')} |"
         )
-    md.append(f"| *virtual best* | {v['problems']} | | {v['solved']} | | | | | | {_fmt(v['par2'])} | | | | |")
+    md.append(f"| *virtual best* | {v['problems']} | | {v['solved']} | | | | | | | | {_fmt(v['par2'])} | | | | |")
     md += ["", "## Per family (solved / cells)", ""]
     table = family_table(cells)
     md += ["| family | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
@@ -280,8 +317,9 @@ def write_report(folder: str | Path) -> dict[str, Path]:
         md.append(f"| {f} | " + " | ".join("{}/{}".format(*d.get(lab, (0, 0))) for lab in labels) + " |")
     md += [
         "",
-        "Solved: optimal or infeasible, proven exactly. PAR-2: mean wall time, unsolved cells at twice the "
-        "limit. Virtual best: per problem and seed, the fastest correct solved cell.",
+        "Solved: optimal or infeasible, proven exactly. Best found: the verified objective equals the best any "
+        "backend found for the problem (a proven optimum or the best incumbent). PAR-2: mean wall time, "
+        "unsolved cells at twice the limit. Virtual best: per problem and seed, the fastest correct solved cell.",
     ]
     for name in ("cactus", "scatter", "families"):
         if name in paths:
@@ -298,7 +336,8 @@ def _html(md: list[str], paths: dict[str, Path]) -> str:
     out = [
         "<!doctype html><html><head><meta charset='utf-8'><title>smug study</title><style>",
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-        "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}strong{color:#b00}</style></head><body>",
+        "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}strong{color:#b00}img{max-width:100%}",
+        "</style></head><body>",
     ]
     in_table = False
     for line in md:
@@ -314,6 +353,8 @@ def _html(md: list[str], paths: dict[str, Path]) -> str:
             row = "".join(
                 f"<td><strong>{html.escape(c.strip('*'))}</strong></td>"
                 if c.startswith("**")
+                else f"<td><em>{html.escape(c.strip('*'))}</em></td>"
+                if c.startswith("*") and c.endswith("*") and len(c) > 1
                 else f"<td>{html.escape(c)}</td>"
                 for c in cells
             )

@@ -21,6 +21,8 @@ the store as they arrive.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import socket
 import sys
@@ -34,7 +36,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..solving.pipeline import die_with_parent
 from .instances import Instance, expand
-from .spec import StudySpec, load_spec
+from .spec import SOLVE_OPTIONS, StudySpec, load_spec
 from .store import Store, cell_key
 
 __all__ = ["Cell", "cells_of", "run_cell", "run_study", "study_status", "RunSummary"]
@@ -84,11 +86,25 @@ def cells_of(spec: StudySpec, instances: list[Instance]) -> list[Cell]:
     return out
 
 
+def _cell_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """What a cell keeps of a solution's stats: where the answer came from and where the time went."""
+    cert = stats.get("certification") or {}
+    out = {
+        "decided_by": stats.get("decided_by"),
+        "backend_seconds": stats.get("backend_seconds"),
+        "certified": cert.get("certified"),
+        "certify_seconds": cert.get("seconds"),
+        "killed": stats.get("killed"),
+    }
+    return {k: v for k, v in out.items() if v is not None and (not isinstance(v, float) or math.isfinite(v))}
+
+
 def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     """Run one cell (in any worker process): solve under the hard limit and measure it; never raises."""
     import multiprocessing as mp
 
     import smug
+    from smug.errors import UnsupportedProblemError
     from smug.ir import Problem
     from smug.solving.registry import get_backend
 
@@ -100,7 +116,8 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         problem = Problem.from_json(task["problem"])
-        be = get_backend(task["backend"], **task["options"])
+        solve_opts = {k: v for k, v in task["options"].items() if k in SOLVE_OPTIONS}
+        be = get_backend(task["backend"], **{k: v for k, v in task["options"].items() if k not in SOLVE_OPTIONS})
         out["version"] = be.version()
         sol = smug.solve(
             problem,
@@ -110,6 +127,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
             threads=task["threads"],
             memory_limit=task.get("memory_limit"),
             isolate=True,
+            **solve_opts,
         )
         out.update(
             status=sol.status.value,
@@ -120,7 +138,10 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
             cpu=sol.stats.get("cpu_time"),
             peak_mb=sol.stats.get("peak_rss_mb"),
             message=(sol.message or "")[:500],
+            stats=json.dumps(_cell_stats(sol.stats)),
         )
+    except UnsupportedProblemError as exc:  # the backend cannot state this problem: not a failure of it
+        out.update(status="unsupported", message=str(exc)[:500])
     except Exception as exc:  # noqa: BLE001 -- a cell's failure is its outcome
         out.update(status="error", message=f"{type(exc).__name__}: {exc}"[:500], trace=traceback.format_exc()[-2000:])
     out["wall"] = time.perf_counter() - t0

@@ -40,6 +40,11 @@ encodings are compared as well as solvers)::
     label = "z3-pb"
     options = { encoding = "pb" }
 
+    [[backends]]                 # options named in SOLVE_OPTIONS go to smug.solve:
+    name = "z3"                  # an ablation of the shared reductions
+    label = "z3-pb-nopresolve"
+    options = { encoding = "pb", presolve = false }
+
 Other sources: ``network`` (full-network problems of a reference MLP on MNIST
 or the 8x8 digits) and ``text`` (SMUG problems of the reference text CNN on
 Rotten Tomatoes reviews).  Every unknown key is an error with the close match.
@@ -59,7 +64,11 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["StudySpec", "ProblemSource", "BackendSpec", "load_spec", "spec_from_dict", "SOURCES"]
+__all__ = ["StudySpec", "ProblemSource", "BackendSpec", "load_spec", "spec_from_dict", "SOURCES", "SOLVE_OPTIONS"]
+
+#: Keys of a backend's ``options`` that go to :func:`smug.solve` (the shared reductions), not to the backend:
+#: so an ablation of presolve, cuts, the greedy start or the certifier is a backend entry like any other.
+SOLVE_OPTIONS: tuple[str, ...] = ("presolve", "cuts", "greedy", "certify")
 
 _TOP = ("name", "problems", "backends", "time_limit", "seeds", "threads", "memory_limit")
 #: The keys each generated source takes (besides ``source`` and ``family``).
@@ -247,7 +256,12 @@ def _backend(entry: Any, k: int) -> BackendSpec:
         raise ConfigError(f"{where}.options must be a table")
     if not isinstance(label, str):
         raise ConfigError(f"{where}.label must be a string")
-    get_backend(name, **options)  # unknown names and options fail here, before any work
+    for key in SOLVE_OPTIONS:
+        v = options.get(key)
+        if v is not None and not isinstance(v, bool) and not (key == "certify" and isinstance(v, str)):
+            raise ConfigError(f"{where}.options.{key} must be true or false, got {v!r}")
+    # unknown names and options fail here, before any work
+    get_backend(name, **{k: v for k, v in options.items() if k not in SOLVE_OPTIONS})
     return BackendSpec(name, dict(options), label)
 
 
@@ -258,7 +272,13 @@ def spec_from_dict(data: Any) -> StudySpec:
     _unknown(data, _TOP, "the spec")
     for req in ("problems", "backends", "time_limit"):
         if req not in data:
-            raise ConfigError(f"the spec needs {req!r}")
+            tables = [t for t in data.get("problems", []) if isinstance(t, dict) and req in t]
+            hint = (
+                f" ({req!r} sits inside a [[problems]] table: in TOML, top-level keys go before the first table)"
+                if tables
+                else ""
+            )
+            raise ConfigError(f"the spec needs {req!r}{hint}")
     problems, backends = data["problems"], data["backends"]
     if not isinstance(problems, list) or not isinstance(backends, list):
         raise ConfigError("problems and backends must be lists")
@@ -292,7 +312,7 @@ def load_spec(path: str | Path) -> StudySpec:
             src = ProblemSource("glob", {"glob": str(p.parent / src.params["glob"])}, src.family)
         fixed.append(src)
     spec = StudySpec(
-        fixed and tuple(fixed), spec.backends, spec.time_limit, spec.seeds, spec.threads, spec.memory_limit, spec.name
+        tuple(fixed), spec.backends, spec.time_limit, spec.seeds, spec.threads, spec.memory_limit, spec.name
     )
     for src in spec.problems:
         if src.source == "glob" and not _glob.glob(str(Path(src.params["glob"]).expanduser()), recursive=True):

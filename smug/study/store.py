@@ -7,6 +7,11 @@ so ``smug study status`` and ``report`` work while a study runs; it is in the
 standard library and its file copies with ``cp``.  ``synchronous=NORMAL`` in WAL
 mode survives any process crash (only a power loss can drop the last commits).
 
+Other study kinds (the explanation-method study of ``smug evaluate``) keep
+their rows in the ``records`` table: one JSON document per (kind, key), written
+in one transaction; a failed row is replaced by the rerun's, a successful one
+never is.
+
 Two runs on one store never duplicate a cell: a run *claims* the cells it is
 about to run (``claims`` table, in one ``BEGIN IMMEDIATE`` transaction), skips
 cells claimed by a live run, and a finished cell is inserted with its unique
@@ -38,7 +43,7 @@ STORE_NAME = "study.sqlite"
 CELL_FIELDS = (
     "key", "problem", "name", "family", "backend", "label", "options", "seed", "time_limit", "threads",
     "status", "objective", "exact_objective", "bound", "verified", "wall", "cpu", "peak_mb",
-    "version", "host", "message", "attempts", "finished",
+    "version", "host", "message", "attempts", "finished", "stats",
 )  # fmt: skip
 
 _SCHEMA = """
@@ -50,8 +55,12 @@ CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, problem TEXT NOT NULL, name TEXT, family TEXT, backend TEXT NOT NULL,
     label TEXT NOT NULL, options TEXT NOT NULL, seed INTEGER NOT NULL, time_limit REAL, threads INTEGER,
     status TEXT NOT NULL, objective REAL, exact_objective TEXT, bound REAL, verified INTEGER,
-    wall REAL, cpu REAL, peak_mb REAL, version TEXT, host TEXT, message TEXT, attempts INTEGER, finished REAL);
+    wall REAL, cpu REAL, peak_mb REAL, version TEXT, host TEXT, message TEXT, attempts INTEGER, finished REAL,
+    stats TEXT);
 CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT, pid INTEGER, at REAL);
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL, failed INTEGER NOT NULL, finished REAL,
+    PRIMARY KEY (kind, key));
 """
 
 
@@ -90,6 +99,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
+        if "stats" not in cols:  # a store of an earlier version: add the column, keep its cells
+            self.db.execute("ALTER TABLE cells ADD COLUMN stats TEXT")
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
 
     # ------------------------------------------------------------ lifecycle
@@ -205,6 +217,47 @@ class Store:
         """Problem metadata by hash."""
         cols = ("hash", "name", "family", "source", "n_vars", "n_rows", "nnz", "meta")
         return {r[0]: dict(zip(cols, r)) for r in self.db.execute(f"SELECT {', '.join(cols)} FROM problems")}
+
+    # ------------------------------------------------------------ records (other study kinds)
+    def put_record(self, kind: str, key: str, data: dict[str, Any], *, failed: bool = False) -> bool:
+        """Store one row of study ``kind`` under ``key`` (one transaction); ``False`` if a successful one was there.
+
+        A successful row is never replaced; any row replaces a failed one, so a
+        rerun's retry wins.
+        """
+        doc = json.dumps(data, allow_nan=False)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            old = self.db.execute("SELECT failed FROM records WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+            if old is not None and not old[0]:
+                self.db.execute("ROLLBACK")
+                return False
+            self.db.execute(
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)", (kind, key, doc, int(failed), time.time())
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return True
+
+    def records(self, kind: str, *, failed: bool | None = None) -> list[dict[str, Any]]:
+        """The rows of study ``kind`` in the order they were finished (``failed``: only failed / only successful)."""
+        q = "SELECT data FROM records WHERE kind = ?"
+        args: tuple[Any, ...] = (kind,)
+        if failed is not None:
+            q += " AND failed = ?"
+            args += (int(failed),)
+        return [json.loads(r[0]) for r in self.db.execute(q + " ORDER BY finished, rowid", args)]
+
+    def record_keys(self, kind: str, *, failed: bool = False) -> set[str]:
+        """The keys of the rows of ``kind`` (successful ones, or with ``failed=True`` the failed ones)."""
+        cur = self.db.execute("SELECT key FROM records WHERE kind = ? AND failed = ?", (kind, int(failed)))
+        return {r[0] for r in cur}
+
+    def drop_records(self, kind: str) -> None:
+        """Forget every row of ``kind`` (a study run with ``resume=False``)."""
+        self.db.execute("DELETE FROM records WHERE kind = ?", (kind,))
 
     # ------------------------------------------------------------ export
     def export(self, path: str | Path) -> Path:
