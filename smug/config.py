@@ -26,7 +26,17 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Config", "SCORINGS", "OBJECTIVES", "SALIENCY_RULES", "TRUNCATE_MODES", "MASKINGS", "MINIMALITIES", "BOUNDS"]
+__all__ = [
+    "Config",
+    "SCORINGS",
+    "OBJECTIVES",
+    "SALIENCY_RULES",
+    "TRUNCATE_MODES",
+    "MASKINGS",
+    "MINIMALITIES",
+    "BOUNDS",
+    "TRAVERSALS",
+]
 
 SCORINGS = ("ig", "activation", "gradient")
 OBJECTIVES = ("count", "area")
@@ -36,6 +46,7 @@ TRUNCATE_MODES = ("warn", "error")
 MASKINGS = ("baseline", "robust")
 MINIMALITIES = ("cardinality", "subset")
 BOUNDS = ("interval", "lp")
+TRAVERSALS = ("batched", "sequential")
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,13 @@ class Config:
             optimum) or ``"subset"`` (a deletion loop; scales further).
         bounds: full-network encoding only: pre-activation bounds from interval
             arithmetic (``"interval"``) or tightened by LPs (``"lp"``).
+        traversal: full-network robust explanations: how the deletion loop
+            walks the features (least important first).  ``"batched"``: the
+            longest prefix that batched linear bounds prove robust is freed in
+            one step, a batched attack refutes candidates ahead, and only what
+            is left goes to the solver, one feature at a time;
+            ``"sequential"``: one feature per check (bounds, attack, solver).
+            Both give a subset-minimal explanation.
         sessions: full-network robust explanations: answer the deletion loop's
             and the hitting-set master's checks in open solver sessions
             (:func:`smug.open_session`; ``False``: encode and solve each check
@@ -118,6 +136,7 @@ class Config:
     minimality: str = "cardinality"
     bounds: str = "interval"
     sessions: bool = True
+    traversal: str = "batched"
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, expect: str) -> None:
@@ -181,6 +200,7 @@ class Config:
         need(self.minimality in MINIMALITIES, "minimality", f"one of {MINIMALITIES}")
         need(self.bounds in BOUNDS, "bounds", f"one of {BOUNDS}")
         need(isinstance(self.sessions, bool), "sessions", "true or false")
+        need(self.traversal in TRAVERSALS, "traversal", f"one of {TRAVERSALS}")
 
     # ------------------------------------------------------------- building
     @classmethod

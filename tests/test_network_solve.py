@@ -267,7 +267,8 @@ def test_robust_checks_in_a_session_equal_fresh_checks(seed: int, backend: str) 
     """The deletion loop and the hitting-set master in open sessions reach the same optimum as fresh solves."""
     model = _net(seed, n_in=8, depth=2)
     x = np.random.default_rng(seed).uniform(0, 1, size=(1, 1, 8))
-    kw = dict(masking="robust", minimality="cardinality", time_limit=30, backend=backend)
+    # the sequential traversal: its solver checks go to the session (the batched one decides them by LP B&B)
+    kw = dict(masking="robust", minimality="cardinality", time_limit=30, backend=backend, traversal="sequential")
     fresh = explain_network(model, x, sessions=False, **kw)
     ses = explain_network(model, x, **kw)
     assert ses.stats["session_checks"] >= 1 and "session_checks" not in fresh.stats  # the session really ran

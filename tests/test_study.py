@@ -84,7 +84,7 @@ def test_a_bad_spec_is_a_named_error(data, error, fragment):
     assert fragment in str(info.value)
 
 
-def test_solve_options_of_a_backend_entry_reach_smug_solve(library, monkeypatch):
+def test_solve_options_of_a_backend_entry_reach_smug_solve(library, monkeypatch, tmp_path):
     import smug
 
     seen = []
@@ -106,6 +106,9 @@ def test_solve_options_of_a_backend_entry_reach_smug_solve(library, monkeypatch)
     out = run_cell(cell.task)
     assert out["status"] == "optimal" and out["verified"], out
     assert seen == [("Z3Backend", False, False, "int")]
+    spec1 = spec_from_dict({**spec.to_dict(), "problems": [{"source": "synthetic", "n": 1}]})
+    res = run_study(spec1, tmp_path / "s", workers=1, progress=False, log=lambda s: None)  # run_study accepts it
+    assert res.ran == 1
     assert spec.backends[0].key == "z3[cuts=False,encoding=int,presolve=False]"
 
 

@@ -597,6 +597,9 @@ def _sol_stats(sol: Solution) -> dict[str, Any]:
 #: its replay, in a different batch or order of float operations, agrees).
 _CONFIRM = 1e-9
 
+#: Seconds one exact LP branch-and-bound check may take before it answers "unknown".
+_BAB_SECONDS = 2.0
+
 
 class _Verifier:
     """Decides "does every completion of this mask keep the answer?" and collects counterexamples.
@@ -619,6 +622,15 @@ class _Verifier:
         self.base = base if ctx.cfg.sessions and base is not None and base.input_vars is not None else None
         self.session: Any = None
         self._state: dict[str, np.ndarray] = {}
+        self.bab: Any = None  # exact LP branch and bound (safe bounds), for networks of affine / ReLU layers
+        if ctx.cfg.traversal == "batched":
+            from .lpbab import LPBranchAndBound, _supported
+
+            if _supported(ctx.net):
+                self.bab = LPBranchAndBound(ctx.net, ctx.target, ctx.margins)
+                stats.setdefault("bab_proofs", 0)
+                stats.setdefault("bab_refutations", 0)
+                stats.setdefault("bab_nodes", 0)
 
     def __call__(self, mask: np.ndarray, *, use_attack: bool = True) -> tuple[str, np.ndarray | None]:
         """``("valid", None)``, ``("invalid", witness)``, ``("near", completion)`` or ``("unknown", None)``.
@@ -642,6 +654,23 @@ class _Verifier:
                 stats["attack_refutations"] += 1
                 self._remember(xa)
                 return "invalid", xa
+        if self.bab is not None:
+            left = ctx.remaining(self.t0)
+            cap = _BAB_SECONDS if left is None else min(left, _BAB_SECONDS)
+            r = self.bab.check(lo, hi, ctx.delta, time_limit=cap, confirm=_CONFIRM)
+            stats["bab_nodes"] += r.nodes
+            if r.verdict == "valid":
+                stats["bab_proofs"] += 1
+                return "valid", None
+            if r.verdict == "invalid" and r.witness is not None:
+                stats["bab_refutations"] += 1
+                self._remember(r.witness)
+                return "invalid", r.witness
+            # undecided within its node / time cap: the group is kept, unproven (a MILP's "infeasible" here could
+            # not be certified exactly either, and would cost the rest of the time limit)
+            stats["bab_unknown"] = stats.get("bab_unknown", 0) + 1
+            stats["unknown_checks"] += 1
+            return "unknown", None
         if self.base is not None:
             sol, inputs = self._in_session(mask, lo, hi, mlb)
             if sol is None:
@@ -793,6 +822,217 @@ def _deletion_robust(
     return mask, witnesses, complete
 
 
+def _attack_boxes(
+    ctx: _Context,
+    LO: np.ndarray,
+    HI: np.ndarray,
+    *,
+    starts: list[np.ndarray] | None = None,
+    restarts: int = 2,
+    steps: int = 30,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """PGD in float64 inside each of the boxes ``[LO[b], HI[b]]`` at once; per box the best input and its margin
+    (the margins are those of the float64 torch model, what a counterexample is replayed with)."""
+    B, n = LO.shape
+    x0 = ctx.x.reshape(-1)
+    rng = np.random.default_rng(seed)
+    S = [np.clip(x0, LO, HI)]
+    S += [np.clip(w.reshape(-1), LO, HI) for w in (starts or [])]
+    S += [LO + rng.random((B, n)) * (HI - LO) for _ in range(restarts)]
+    R = len(S)
+    X = torch.from_numpy(np.stack(S, axis=1).reshape(B * R, n))
+    lo_t = torch.from_numpy(np.repeat(LO, R, axis=0))
+    hi_t = torch.from_numpy(np.repeat(HI, R, axis=0))
+    step = 0.25 * (hi_t - lo_t)
+    best_m = np.full(B, np.inf)
+    best_x = np.repeat(x0[None], B, axis=0)
+    for _ in range(steps + 1):
+        X = X.detach().requires_grad_(True)
+        lg = ctx.model(X.reshape(-1, *ctx.shape))
+        t = lg[:, ctx.target]
+        others = lg.clone()
+        others[:, ctx.target] = -torch.inf
+        marg = t - others.max(dim=1).values
+        m = marg.detach().numpy().reshape(B, R)
+        r = m.argmin(axis=1)
+        better = m[np.arange(B), r] < best_m
+        if better.any():
+            xs = X.detach().numpy().reshape(B, R, n)
+            best_m[better] = m[np.arange(B), r][better]
+            best_x[better] = xs[np.flatnonzero(better), r[better]]
+        if (best_m <= ctx.delta - _CONFIRM).all():
+            break
+        (g,) = torch.autograd.grad(marg.sum(), X)
+        with torch.no_grad():
+            X = torch.maximum(torch.minimum(X - step * torch.sign(g), hi_t), lo_t)
+        step = step * 0.85
+    return best_x, best_m
+
+
+#: Prefix lengths the batched traversal bounds at once (then every further one up to the remaining count).
+def _prefix_lengths(n: int) -> np.ndarray:
+    ks = {1, 2, 3, n}
+    k = 4.0
+    while k < n:
+        ks.add(int(k))
+        k *= 1.5
+    return np.array(sorted(x for x in ks if 1 <= x <= n))
+
+
+def _batched_robust(
+    ctx: _Context, verify: _Verifier, t0: float, stats: dict[str, Any]
+) -> tuple[np.ndarray, dict[int, np.ndarray], bool]:
+    """The deletion loop, batched (``traversal="batched"``); returns (mask, witnesses, complete).
+
+    Groups are freed least important first.  Each round, in this order:
+
+    1. *bounds*: CROWN bounds (:class:`smug.encoders.bounds.BatchBounds`) of the
+       freed set plus each of several prefixes of the remaining order, in one
+       batched pass; the longest prefix they prove robust is freed at once;
+    2. *attack*: a batched PGD over the next candidates, each freed alone on top
+       of the freed set; a candidate it refutes (margin below ``delta``, replayed
+       in float64) is kept for good: robustness is monotone in the freed set, so
+       what fails now fails for every larger freed set;
+    3. *exact*: a block of the next candidates goes to the verifier (its linear
+       bounds, then the exact query: LP branch and bound with safe bounds,
+       :mod:`smug.explain.lpbab`, or the solver session); the block doubles
+       after a success and halves after a failure, and a single candidate that
+       fails is kept.
+
+    Every kept group was refuted on a subset of the final freed set and the
+    final freed set was proven robust, so the mask is subset-minimal (as the
+    sequential loop's, for this order, up to which refutations come first).
+    """
+    from ..encoders.bounds import BatchBounds
+
+    bb = BatchBounds(ctx.net, ctx.target)
+    score = _importance(ctx)
+    order = np.argsort(score, kind="stable")
+    mask = np.ones(ctx.n_groups)
+    free = np.bincount(ctx.flat_ids, weights=(ctx.hi > ctx.lo).astype(float), minlength=ctx.n_groups)
+    mask[free == 0] = 0
+    remaining = [int(g) for g in order if mask[g]]
+    witnesses: dict[int, np.ndarray] = {}
+    complete = True
+    st = stats.setdefault(
+        "stages",
+        {"bound_batches": 0, "bound_boxes": 0, "freed_by_bounds": 0, "bound_steps": 0,
+         "attack_batches": 0, "kept_by_attack": 0, "solver_checks": 0, "freed_by_solver": 0,
+         "kept_by_solver": 0, "kept_unproven": 0},
+    )  # fmt: skip
+    lo_all, hi_all = ctx.lo, ctx.hi
+    x0 = ctx.x.reshape(-1)
+    window = 64
+    block = 4
+    while remaining:
+        left = ctx.remaining(t0)
+        if left is not None and left <= 0:
+            complete = False
+            break
+        # 1. bounds on prefixes
+        ks = _prefix_lengths(len(remaining))
+        base_free = mask[ctx.flat_ids] < 0.5
+        rank = np.full(ctx.n_groups, len(remaining) + 1)
+        rank[remaining] = np.arange(len(remaining))
+        feat_rank = rank[ctx.flat_ids]
+        free_f = base_free[None, :] | (feat_rank[None, :] < ks[:, None])
+        LO = np.where(free_f, lo_all[None], x0[None])
+        HI = np.where(free_f, hi_all[None], x0[None])
+        lb = bb.crown(LO, HI).min(axis=1)
+        st["bound_batches"] += 1
+        st["bound_boxes"] += int(ks.size)
+        ok = np.flatnonzero(lb > ctx.delta)
+        if ok.size:
+            k = int(ks[ok.max()])
+            mask[remaining[:k]] = 0
+            st["freed_by_bounds"] += k
+            st["bound_steps"] += 1
+            remaining = remaining[k:]
+            continue
+        # 2. batched attack on the next candidates, each alone on top of the freed set
+        cand = remaining[:window]
+        one = base_free[None, :] | (ctx.flat_ids[None, :] == np.asarray(cand)[:, None])
+        LO = np.where(one, lo_all[None], x0[None])
+        HI = np.where(one, hi_all[None], x0[None])
+        W, M = _attack_boxes(ctx, LO, HI, starts=verify.recent, seed=ctx.cfg.seed + st["attack_batches"])
+        st["attack_batches"] += 1
+        hit = np.flatnonzero(M <= ctx.delta - _CONFIRM)
+        if hit.size:
+            replay = ctx.margins(W[hit])  # a separate float64 pass confirms each witness
+            keep = [cand[i] for i, m in zip(hit, replay) if m <= ctx.delta - _CONFIRM]
+            for i, m in zip(hit, replay):
+                if m <= ctx.delta - _CONFIRM:
+                    witnesses[int(cand[i])] = W[i].reshape(ctx.shape)
+                    verify._remember(W[i])
+            if keep:
+                st["kept_by_attack"] += len(keep)
+                gone = set(keep)
+                remaining = [g for g in remaining if g not in gone]
+                continue
+        # 3. the exact check of a block of the next candidates (galloping: doubled after a success, halved
+        #    after a failure, a single candidate is kept or freed for good)
+        blk = remaining[: max(1, min(block, len(remaining)))]
+        mask[blk] = 0
+        st["solver_checks"] += 1
+        verdict, w = verify(mask, use_attack=False)
+        if verdict == "valid":
+            st["freed_by_solver"] += len(blk)
+            remaining = remaining[len(blk) :]
+            block = min(2 * block, 16)
+            continue
+        mask[blk] = 1
+        if len(blk) > 1:
+            block = max(1, len(blk) // 2)
+            continue
+        g = remaining.pop(0)
+        if verdict == "invalid" and w is not None:
+            witnesses[int(g)] = w.reshape(ctx.shape)
+            st["kept_by_solver"] += 1
+        else:
+            st["kept_unproven"] += 1
+            if verdict == "near":
+                stats.setdefault("near_groups", []).append(int(g))
+            else:
+                complete = False
+    stats["deletion_checks"] = stats.get("deletion_checks", 0) + st["bound_boxes"] + st["solver_checks"]
+    return mask, witnesses, complete
+
+
+def _final_check(ctx: _Context, mask: np.ndarray, t0: float) -> str:
+    """Re-check the final mask by a path independent of the traversal: a fresh encoding of this mask alone
+    (its own bounds, in numpy) and, unless those bounds prove it, a fresh exact query (no session).
+
+    Returns ``"bounds"``, ``"bab"`` or ``"solver"`` (proven), ``"counterexample"`` (refuted: a bug) or
+    ``"unknown"``."""
+    from .lpbab import LPBranchAndBound, _supported
+
+    lo, hi = ctx.region(mask)
+    if _supported(ctx.net):  # a fresh exact check of the final box alone
+        r = LPBranchAndBound(ctx.net, ctx.target, ctx.margins).check(lo, hi, ctx.delta, time_limit=30.0)
+        if r.verdict == "valid":
+            return "bab"
+        if r.verdict == "invalid":
+            return "counterexample"
+    enc = encode_network(
+        ctx.net, ctx.x, ctx.target, ids=ctx.ids, masking="robust", input_range=(ctx.lo, ctx.hi),
+        threshold=ctx.delta, output="counterexample", fixed_mask=mask, bounds=ctx.cfg.bounds,
+    )  # fmt: skip
+    if enc.trivially_valid:
+        return "bounds"
+    left = ctx.remaining(t0)
+    sol = solve(enc.problem, ctx.backend, time_limit=max(left or 0.0, 5.0) if left is not None else None,
+                seed=ctx.cfg.seed, threads=ctx.cfg.threads, isolate=False)  # fmt: skip
+    if sol.status == Status.INFEASIBLE:
+        return "solver"
+    if sol.status.has_solution and sol.assignment is not None:
+        w = np.clip(sol.assignment[enc.input_vars], lo, hi)
+        if ctx.margins(w)[0] <= ctx.delta - _CONFIRM:
+            return "counterexample"
+        return "near"
+    return "unknown"
+
+
 def _session_base(ctx: _Context) -> NetworkEncoding:
     """The whole-range counterexample encoding the verifier's session opens (each check narrows it by bounds)."""
     return encode_network(
@@ -818,16 +1058,25 @@ def _robust(ctx: _Context, t0: float, stats: dict[str, Any]) -> dict[str, Any]:
         return res
     verify = _Verifier(ctx, t0, stats, base=enc0)
     try:
-        return _robust_search(ctx, verify, t0, stats, res)
+        res = _robust_search(ctx, verify, t0, stats, res)
     finally:
         verify.close()
+    if res.get("mask") is not None:
+        t1 = time.perf_counter()
+        res["final_check"] = stats["final_check"] = _final_check(ctx, np.asarray(res["mask"], dtype=np.float64), t0)
+        stats["final_check_time"] = time.perf_counter() - t1
+        if res["final_check"] == "counterexample":  # never expected: the traversal's proof did not hold
+            res["minimality"] = "none"
+            stats["message"] = "the final exact check found a counterexample to the mask: please report this"
+    return res
 
 
 def _robust_search(
     ctx: _Context, verify: _Verifier, t0: float, stats: dict[str, Any], res: dict[str, Any]
 ) -> dict[str, Any]:
     cfg = ctx.cfg
-    mask, witnesses, complete = _deletion_robust(ctx, verify, t0, stats)
+    loop = _batched_robust if cfg.traversal == "batched" else _deletion_robust
+    mask, witnesses, complete = loop(ctx, verify, t0, stats)
     stats["deletion_time"] = time.perf_counter() - t0
     res.update(mask=mask, witnesses=witnesses)
     res["status"] = Status.FEASIBLE
@@ -1063,6 +1312,8 @@ def _explain_network(
             verified = m >= ctx.delta and m > 0 and int(np.argmax(lg)) == ctx.target
         else:
             replay, verified = _replay_robust(ctx, mask_groups, res.get("witnesses", {}))
+            replay["final_check"] = res.get("final_check")
+            verified = verified and res.get("final_check") in ("bounds", "bab", "solver")
     else:
         kept = np.zeros(ctx.shape)
         mask_groups = np.zeros(ctx.n_groups)

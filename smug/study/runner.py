@@ -270,7 +270,7 @@ def run_study(
     from ..solving.registry import get_backend, require_installed
 
     for b in spec.backends:
-        require_installed(get_backend(b.name, **b.options))
+        require_installed(get_backend(b.name, **{k: v for k, v in b.options.items() if k not in SOLVE_OPTIONS}))
     t0 = time.perf_counter()
     with Store(out) as store:
         previous = store.meta("spec_digest")
