@@ -25,6 +25,7 @@ _LAZY = {
     "TextExplanation": "explain.text",
     "explain_network": "explain.network",
     "NetworkExplanation": "explain.network",
+    "load_onnx": "zoo.onnx",
 }
 
 
@@ -46,6 +47,7 @@ __all__ = [
     "TextExplanation",
     "explain_network",
     "NetworkExplanation",
+    "load_onnx",
     "Config",
     "Problem",
     "ProblemBuilder",

@@ -313,6 +313,8 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
         window=args.window,
         delta=args.delta,
         time_limit=args.time_limit,
+        traversal=args.traversal,
+        order=args.order,
     )
     if args.eps is not None:
         _check_positive(args.eps, "--eps")
@@ -323,6 +325,17 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
     _check_backend(cfg.backend)
     images, labels = load_inputs(args.dataset, "test", args.indices)  # bad indices fail before any training
     model = load_model(args.model, trust_pickle=args.trust_pickle)
+    if str(args.model).lower().endswith(".onnx"):  # feed the images in the shape the ONNX graph declares
+        from .zoo.onnx import onnx_input_shape
+
+        shape = onnx_input_shape(args.model)
+        if shape is not None:
+            if int(np.prod(shape)) != images[0].size:
+                raise ConfigError(
+                    f"the ONNX model takes inputs of shape {shape}; the {args.dataset} images have "
+                    f"{images[0].size} values"
+                )
+            images = images.reshape(len(images), *shape)
     print(
         f"model={args.model} backend={cfg.backend} masking={cfg.masking} minimality={cfg.minimality} "
         f"window={cfg.window} delta={cfg.delta} time_limit={cfg.time_limit}" + (f" eps={args.eps}" if args.eps else "")
@@ -467,11 +480,23 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=_cmd_explain)
 
     n = sub.add_parser("explain-network", help="minimal masks that keep the whole network's prediction")
-    n.add_argument("--model", default="mnist_mlp", help="mnist_mlp (default, the paper's 784-32-10), mnist_cnn, a file")
+    n.add_argument(
+        "--model",
+        default="mnist_mlp",
+        help="mnist_mlp (default, the paper's 784-32-10), mnist_cnn, a model file (.onnx, TorchScript, state_dict)",
+    )
     n.add_argument("--dataset", default="mnist", choices=["mnist", "digits"])
     n.add_argument("--indices", type=int, nargs="*", default=[0, 1, 2], help="test input indices")
     n.add_argument("--masking", default="baseline", choices=["baseline", "robust"])
     n.add_argument("--minimality", default="cardinality", choices=["cardinality", "subset"])
+    n.add_argument(
+        "--traversal", default="batched", choices=["batched", "sequential"],
+        help="robust masking: how the deletion loop walks the features (default batched)",
+    )  # fmt: skip
+    n.add_argument(
+        "--order", default="gradient", choices=["gradient", "occlusion"],
+        help="robust masking: the sensitivity order features are freed in, least sensitive first (default gradient)",
+    )  # fmt: skip
     n.add_argument("--window", type=int, default=1, help="side of the pixel windows (default 1)")
     n.add_argument("--delta", type=float, default=0.0, help="logit margin the explained class must keep")
     n.add_argument("--eps", type=float, default=None, help="robust masking: masked pixels range over x +- eps")

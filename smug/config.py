@@ -36,6 +36,8 @@ __all__ = [
     "MINIMALITIES",
     "BOUNDS",
     "TRAVERSALS",
+    "ORDERS",
+    "VERIFIERS",
 ]
 
 SCORINGS = ("ig", "activation", "gradient")
@@ -47,6 +49,8 @@ MASKINGS = ("baseline", "robust")
 MINIMALITIES = ("cardinality", "subset")
 BOUNDS = ("interval", "lp")
 TRAVERSALS = ("batched", "sequential")
+ORDERS = ("gradient", "occlusion")
+VERIFIERS = ("bab", "solver")
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,17 @@ class Config:
             is left goes to the solver, one feature at a time;
             ``"sequential"``: one feature per check (bounds, attack, solver).
             Both give a subset-minimal explanation.
+        verifier: full-network robust explanations: who answers the exact
+            checks.  ``"bab"``: smug's LP branch and bound with safe bounds
+            (:mod:`smug.explain.lpbab`) for networks of affine and ReLU layers,
+            the backend otherwise; ``"solver"``: always the backend (in a
+            session with ``sessions=True``).
+        order: full-network robust explanations: the sensitivity order the
+            deletion loop frees features in, least sensitive first:
+            ``"gradient"`` (|gradient| x the range's width, per group) or
+            ``"occlusion"`` (VeriX's: how far the margin drops when the group
+            alone moves to the end of its range that lowers it; one batched
+            forward pass).  A subset-minimal explanation depends on the order.
         sessions: full-network robust explanations: answer the deletion loop's
             and the hitting-set master's checks in open solver sessions
             (:func:`smug.open_session`; ``False``: encode and solve each check
@@ -137,6 +152,8 @@ class Config:
     bounds: str = "interval"
     sessions: bool = True
     traversal: str = "batched"
+    order: str = "gradient"
+    verifier: str = "bab"
 
     def __post_init__(self) -> None:
         def need(cond: bool, key: str, expect: str) -> None:
@@ -201,6 +218,8 @@ class Config:
         need(self.bounds in BOUNDS, "bounds", f"one of {BOUNDS}")
         need(isinstance(self.sessions, bool), "sessions", "true or false")
         need(self.traversal in TRAVERSALS, "traversal", f"one of {TRAVERSALS}")
+        need(self.order in ORDERS, "order", f"one of {ORDERS}")
+        need(self.verifier in VERIFIERS, "verifier", f"one of {VERIFIERS}")
 
     # ------------------------------------------------------------- building
     @classmethod

@@ -222,8 +222,12 @@ def test_robust_other_backends(backend: str) -> None:
     model = _net(3, n_in=6)
     x = np.random.default_rng(3).uniform(0, 1, size=(1, 1, 6))
     ref = explain_network(model, x, masking="robust", minimality="subset", time_limit=30)
-    e = explain_network(model, x, masking="robust", minimality="subset", time_limit=30, backend=backend)
+    # the backend answers every exact check (verifier="solver"); the default answers them by LP branch and bound
+    e = explain_network(
+        model, x, masking="robust", minimality="subset", time_limit=30, backend=backend, verifier="solver"
+    )
     assert e.verified and e.minimality == "subset"
+    assert e.stats["solver_calls"] > 0 or e.stats["stages"]["solver_checks"] == 0
     assert np.array_equal(e.mask_groups, ref.mask_groups)  # same deletion order, exact checks: same result
 
 
@@ -267,8 +271,11 @@ def test_robust_checks_in_a_session_equal_fresh_checks(seed: int, backend: str) 
     """The deletion loop and the hitting-set master in open sessions reach the same optimum as fresh solves."""
     model = _net(seed, n_in=8, depth=2)
     x = np.random.default_rng(seed).uniform(0, 1, size=(1, 1, 8))
-    # the sequential traversal: its solver checks go to the session (the batched one decides them by LP B&B)
-    kw = dict(masking="robust", minimality="cardinality", time_limit=30, backend=backend, traversal="sequential")
+    # the solver verifier: its checks go to the session (the default one decides them by LP branch and bound)
+    kw = dict(
+        masking="robust", minimality="cardinality", time_limit=30, backend=backend, verifier="solver",
+        traversal="sequential",
+    )  # fmt: skip
     fresh = explain_network(model, x, sessions=False, **kw)
     ses = explain_network(model, x, **kw)
     assert ses.stats["session_checks"] >= 1 and "session_checks" not in fresh.stats  # the session really ran

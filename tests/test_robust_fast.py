@@ -169,3 +169,30 @@ def test_the_batched_traversal_is_exactly_proven_and_subset_minimal():
 def test_traversal_is_validated():
     with pytest.raises(ConfigError, match="traversal"):
         Config(traversal="zigzag")
+
+
+def test_bounds_after_a_pooling_layer_followed_by_a_relu():
+    torch.manual_seed(5)
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 5), nn.ReLU(),
+        nn.Linear(5, 3),
+    ).double()  # fmt: skip
+    net = lower_network(model, (1, 4, 4))
+    rng = np.random.default_rng(0)
+    x = rng.random(16)
+    t = int(net.forward(x).argmax())
+    lo, hi = np.clip(x - 0.2, 0, 1), np.clip(x + 0.2, 0, 1)
+    cr = BatchBounds(net, t).crown(lo, hi)[0]
+    assert np.all(cr <= _true_min(net, lo, hi, t, rng))
+
+
+def test_the_occlusion_order_also_gives_a_proven_subset_minimal_mask():
+    rng = np.random.default_rng(2)
+    model = _net(6, n_in=10, hidden=(8,))
+    x = torch.from_numpy(rng.random((1, 10)))
+    e = explain_network(model, x, masking="robust", minimality="subset", time_limit=60, input_range=(0.0, 1.0),
+                        order="occlusion")  # fmt: skip
+    assert e.minimality == "subset" and e.verified
+    assert sorted(e.witnesses) == sorted(int(g) for g in np.flatnonzero(e.mask_groups))
+    with pytest.raises(ConfigError, match="order"):
+        Config(order="random")

@@ -366,3 +366,12 @@ def test_the_study_commands(library, tmp_path, capsys):
     assert main(["study", "run", str(tmp_path / "missing.toml"), "--out", str(out)]) == 2
     assert main(["instances", str(tmp_path / "s.toml"), "--out", str(tmp_path / "lib2"), "--formats", "json"]) == 0
     assert len(list((tmp_path / "lib2").glob("*/*.json"))) == 4
+
+
+def test_progress_bars_stay_out_of_logs(library, tmp_path, capfd):
+    """Output that is not a terminal (a log file, CI) gets no progress bar and its carriage-return updates."""
+    (tmp_path / "s.toml").write_text(MINIMAL.format(glob="lib/*/*.json"))
+    assert main(["study", "run", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--workers", "1"]) == 0
+    err = capfd.readouterr().err
+    assert "8 cells: 0 done, 8 to run" in err  # the status line is there
+    assert "\r" not in err and "cell/s" not in err and "%|" not in err  # the bar is not

@@ -199,6 +199,9 @@ class BatchBounds:
                 if isinstance(op, _Affine) and k == 0:
                     lo_i, hi_i = op.box(lo_i, hi_i)
                 continue
+            if k == 0:  # a ReLU right where the relaxation starts: its input is the box
+                pre[k] = (LO, HI)
+                continue
             if k == 1 and isinstance(tail[0], _Affine):
                 pre[k] = (lo_i, hi_i)  # one affine layer from the box: its interval bounds are exact
                 continue

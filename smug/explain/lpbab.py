@@ -9,7 +9,8 @@ small ReLU networks of robust explanations:
 - every node is the LP relaxation of the network on the box (the triangle
   relaxation of each unstable ReLU, with CROWN pre-activation bounds from
   :class:`smug.encoders.bounds.BatchBounds`, and the phase splits of the node),
-  minimising one class's margin, solved by HiGHS (``scipy.optimize.linprog``);
+  minimising one class's margin, solved by GLOP (OR-Tools) in one model per
+  box, each node's splits applied as bound changes and re-solved warm;
 - the LP's optimum is not trusted: from its dual values a **safe lower bound**
   is computed (Neumaier and Shcherbina, *Safe bounds in linear and mixed-integer
   programming*, Math. Programming 2004): for *any* duals ``y`` (``y <= 0`` on
@@ -67,10 +68,137 @@ def _supported(net: LoweredNetwork) -> bool:
     ops = net.ops
     return (
         bool(ops)
+        and isinstance(ops[0], AffineOp)
         and isinstance(ops[-1], AffineOp)
         and all(isinstance(o, (AffineOp, ReluOp)) for o in ops)
         and all(isinstance(a, AffineOp) != isinstance(b, AffineOp) for a, b in zip(ops, ops[1:]))
     )
+
+
+class _NodeLP:
+    """The LP of one box in one GLOP model; a node's phase splits are bound changes, re-solved warm.
+
+    Rows: the network's equalities, the triangle rows, and per unstable ReLU a row ``a - z`` that is free
+    until an active split pins it to 0.  An active split also raises ``z``'s lower bound to 0; an inactive
+    one sets ``a``'s upper bound and ``z``'s upper bound to 0.
+    """
+
+    def __init__(self, bab: LPBranchAndBound, lo: np.ndarray, hi: np.ndarray, pre: list[Any]) -> None:
+        from ortools.linear_solver import pywraplp
+
+        A_eq, b_eq, A_ub, b_ub, lb, ub, offs, prev = bab._lp(lo, hi, pre, {})
+        self.offs, self.prev, self.pre = offs, prev, pre
+        self.unstable = [(k, int(i)) for k, (lw, up) in enumerate(pre) for i in np.flatnonzero((lw < 0) & (up > 0))]
+        nv = lb.size
+        rows, cols, vals = [], [], []
+        self.extra_row: dict[tuple[int, int], int] = {}
+        for r, (k, i) in enumerate(self.unstable):
+            z, a = offs[k] + i, offs[k] + len(pre[k][0]) + i
+            rows += [r, r]
+            cols += [a, z]
+            vals += [1.0, -1.0]
+            self.extra_row[(k, i)] = A_eq.shape[0] + A_ub.shape[0] + r
+        extra = sp.csr_matrix((vals, (rows, cols)), shape=(len(self.unstable), nv))
+        # the triangle's upper row of the t-th unstable ReLU (rows come in pairs: lower, upper), and its intercept
+        self.upper_row = {u: A_eq.shape[0] + 2 * t + 1 for t, u in enumerate(self.unstable)}
+        self.intercept = {
+            (k, i): float(-pre[k][1][i] * pre[k][0][i] / (pre[k][1][i] - pre[k][0][i])) for k, i in self.unstable
+        }
+        self.A = sp.vstack([A_eq, A_ub, extra]).tocsr()
+        m = len(self.unstable)
+        self.rlo0 = np.concatenate([b_eq, np.full(A_ub.shape[0], -np.inf), np.full(m, -np.inf)])
+        self.rhi0 = np.concatenate([b_eq, b_ub, np.full(m, np.inf)])
+        self.lb0, self.ub0 = lb, ub
+        self.rlo, self.rhi, self.lb, self.ub = self.rlo0.copy(), self.rhi0.copy(), lb.copy(), ub.copy()
+        self.s = pywraplp.Solver.CreateSolver("GLOP")
+        inf = self.s.infinity()
+        self.vars = [self.s.NumVar(float(a), float(b), "") for a, b in zip(lb, ub)]
+        self.cons = []
+        A = self.A
+        for r in range(A.shape[0]):
+            lo_r = float(self.rlo[r]) if np.isfinite(self.rlo[r]) else -inf
+            hi_r = float(self.rhi[r]) if np.isfinite(self.rhi[r]) else inf
+            ct = self.s.Constraint(lo_r, hi_r)
+            for j, v in zip(A.indices[A.indptr[r] : A.indptr[r + 1]], A.data[A.indptr[r] : A.indptr[r + 1]]):
+                ct.SetCoefficient(self.vars[j], float(v))
+            self.cons.append(ct)
+        self.touched_vars: set[int] = set()
+        self.touched_rows: set[int] = set()
+
+    def objective(self, c: np.ndarray) -> None:
+        obj = self.s.Objective()
+        obj.Clear()
+        for j in np.flatnonzero(c):
+            obj.SetCoefficient(self.vars[int(j)], float(c[j]))
+        obj.SetMinimization()
+
+    def apply(self, split: dict[tuple[int, int], int]) -> None:
+        """Set the bounds of the node ``split`` (restoring what the previous node changed)."""
+        inf = self.s.infinity()
+        for j in self.touched_vars:
+            self.lb[j], self.ub[j] = self.lb0[j], self.ub0[j]
+        for r in self.touched_rows:
+            self.rlo[r], self.rhi[r] = self.rlo0[r], self.rhi0[r]
+        vs, rs = set(self.touched_vars), set(self.touched_rows)
+        self.touched_vars, self.touched_rows = set(), set()
+        for (k, i), ph in split.items():
+            z, a = self.offs[k] + i, self.offs[k] + len(self.pre[k][0]) + i
+            if ph == 1:
+                r = self.extra_row[(k, i)]
+                self.rlo[r] = self.rhi[r] = 0.0
+                self.lb[z] = max(self.lb[z], 0.0)
+                self.lb[a] = max(self.lb[a], 0.0)
+                self.touched_rows.add(r)
+                self.touched_vars.update((z, a))
+            else:
+                self.ub[z] = min(self.ub[z], 0.0)
+                self.lb[a] = self.ub[a] = 0.0
+                self.touched_vars.update((z, a))
+        for j in vs | self.touched_vars:
+            self.vars[j].SetBounds(float(self.lb[j]), float(max(self.ub[j], self.lb[j])))
+        for r in rs | self.touched_rows:
+            lo_r = float(self.rlo[r]) if np.isfinite(self.rlo[r]) else -inf
+            hi_r = float(self.rhi[r]) if np.isfinite(self.rhi[r]) else inf
+            self.cons[r].SetBounds(lo_r, hi_r)
+
+    def solve(self) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+        from ortools.linear_solver import pywraplp
+
+        st = self.s.Solve()
+        if st == pywraplp.Solver.INFEASIBLE:
+            return "infeasible", None, None
+        if st != pywraplp.Solver.OPTIMAL:
+            return "error", None, None
+        v = np.array([x.solution_value() for x in self.vars])
+        y = np.array([ct.dual_value() for ct in self.cons])
+        return "optimal", v, y
+
+    def safe_bound(self, c: np.ndarray, y: np.ndarray) -> float:
+        """A rigorous lower bound on the node LP's minimum from its row duals ``y``."""
+        return _safe_lower_bound(c, self.A, self.rlo, self.rhi, self.lb, np.maximum(self.ub, self.lb), y)
+
+
+def _safe_lower_bound(
+    c: np.ndarray, A: sp.csr_matrix, rlo: np.ndarray, rhi: np.ndarray, lb: np.ndarray, ub: np.ndarray, y: np.ndarray
+) -> float:
+    """A rigorous lower bound on ``min c.v`` s.t. ``rlo <= A v <= rhi``, ``lb <= v <= ub`` from *any* row duals
+    ``y`` (Neumaier and Shcherbina; see the module docstring), with a bound on its float rounding.
+
+    A dual whose sign would need an infinite row side is set to 0 first, so no sign convention of the LP
+    solver can make the bound unsound (a wrong one only makes it weak)."""
+    y = np.where((y > 0) & ~np.isfinite(rlo), 0.0, y)
+    y = np.where((y < 0) & ~np.isfinite(rhi), 0.0, y)
+    lo_r = np.where(np.isfinite(rlo), rlo, 0.0)
+    hi_r = np.where(np.isfinite(rhi), rhi, 0.0)
+    dual_terms = np.minimum(y * lo_r, y * hi_r)
+    r = c - A.T @ y
+    n = A.shape[0] + 4
+    e = 2.0 * (n + 2) * _U * (np.abs(c) + abs(A).T @ np.abs(y))
+    terms = np.minimum(r * lb, r * ub) - e * np.maximum(np.abs(lb), np.abs(ub))
+    total = terms.sum() + dual_terms.sum()
+    m = terms.size + dual_terms.size + 2
+    err = 2.0 * (m + 2) * _U * (np.abs(terms).sum() + np.abs(dual_terms).sum())
+    return float(total - err)
 
 
 class LPBranchAndBound:
@@ -185,21 +313,6 @@ class LPBranchAndBound:
         c[prev[0] : prev[0] + row.size] = row
         return c, float(last.b[self.target] - last.b[j])
 
-    @staticmethod
-    def _safe_bound(c, A_eq, b_eq, A_ub, b_ub, lb, ub, y_eq, y_ub) -> float:
-        """A rigorous lower bound on ``min c.v`` over the LP, from any duals (see the module docstring)."""
-        y_ub = np.minimum(y_ub, 0.0)
-        r = c - A_eq.T @ y_eq - A_ub.T @ y_ub
-        n = max(A_eq.shape[0] + A_ub.shape[0], 1) + 2
-        gam = 2.0 * (n + 2) * _U
-        e = gam * (np.abs(c) + abs(A_eq).T @ np.abs(y_eq) + abs(A_ub).T @ np.abs(y_ub))
-        terms = np.minimum(r * lb, r * ub) - e * np.maximum(np.abs(lb), np.abs(ub))
-        dual = y_eq @ b_eq + y_ub @ b_ub
-        total = terms.sum() + dual
-        m = terms.size + y_eq.size + y_ub.size + 2
-        err = 2.0 * (m + 2) * _U * (np.abs(terms).sum() + np.abs(y_eq) @ np.abs(b_eq) + np.abs(y_ub) @ np.abs(b_ub))
-        return float(total - err)
-
     # ------------------------------------------------------------ the check
     def check(
         self,
@@ -212,61 +325,65 @@ class LPBranchAndBound:
         confirm: float = 1e-9,
     ) -> BabResult:
         """Is the target's margin above ``delta`` on the whole box ``[lo, hi]`` (flat arrays)?"""
-        from scipy.optimize import linprog
-
         t0 = time.perf_counter()
         lo = np.asarray(lo, dtype=np.float64).ravel()
         hi = np.asarray(hi, dtype=np.float64).ravel()
         pre = self.bounds.layer_bounds(lo, hi)
         root = self.bounds.crown(lo, hi)[0]
         out = BabResult("valid")
+        node_lp: _NodeLP | None = None
         for j in np.argsort(root):
             j = int(j)
             if j == self.target or root[j] > delta:
                 continue
             out.classes.append(j)
+            if node_lp is None:
+                node_lp = _NodeLP(self, lo, hi, pre)
+            c, c0 = self._objective(j, node_lp.lb.size, node_lp.prev)
+            node_lp.objective(c)
             stack: list[dict[tuple[int, int], int]] = [{}]
             while stack:
                 if out.nodes >= max_nodes or (time_limit is not None and time.perf_counter() - t0 > time_limit):
                     out.verdict, out.reason = "unknown", "node or time limit"
                     return out
                 split = stack.pop()
-                A_eq, b_eq, A_ub, b_ub, lb, ub, offs, prev = self._lp(lo, hi, pre, split)
-                c, c0 = self._objective(j, lb.size, prev)
+                node_lp.apply(split)
                 out.nodes += 1
-                res = linprog(c, A_ub=A_ub if A_ub.shape[0] else None, b_ub=b_ub if A_ub.shape[0] else None,
-                              A_eq=A_eq, b_eq=b_eq, bounds=np.stack([lb, ub], axis=1), method="highs")  # fmt: skip
-                if res.status == 2:  # infeasible: prune only with a proof that the splits cannot all hold
+                status, v, y = node_lp.solve()
+                if status == "infeasible":  # prune only with a proof that the splits cannot all hold
                     if not self._infeasible(split, lo, hi, pre):
                         out.verdict, out.reason = "unknown", "an infeasible node without a safe proof"
                         return out
                     continue
-                if res.status != 0:
-                    out.verdict, out.reason = "unknown", f"LP status {res.status}: {res.message}"
+                if status != "optimal":
+                    out.verdict, out.reason = "unknown", "the node LP failed"
                     return out
-                y_eq = np.asarray(res.eqlin.marginals)
-                y_ub = np.asarray(res.ineqlin.marginals) if A_ub.shape[0] else np.zeros(0)
-                safe = self._safe_bound(c, A_eq, b_eq, A_ub, b_ub, lb, ub, y_eq, y_ub) + c0
-                safe -= 4 * _U * abs(c0)
+                safe = node_lp.safe_bound(c, y) + c0 - 4 * _U * abs(c0)
                 if safe > delta:
                     continue
-                v = np.clip(res.x, lb, ub)
+                v = np.clip(v, node_lp.lb, np.maximum(node_lp.ub, node_lp.lb))
                 x = np.clip(v[: lo.size], lo, hi)
                 m = float(self.margins(x[None])[0])
                 if m <= delta - confirm:
                     out.verdict, out.witness = "invalid", x
                     return out
-                # split the unstable ReLU with the largest relaxation gap at the LP point
-                best, gap = None, 0.0
-                for k, (low, upp) in enumerate(pre):
-                    n = low.size
-                    z = v[offs[k] : offs[k] + n]
-                    a = v[offs[k] + n : offs[k] + 2 * n]
-                    g = a - np.maximum(z, 0.0)
-                    unst = (low < 0) & (upp > 0)
-                    for i in np.flatnonzero(unst):
-                        if (k, int(i)) not in split and g[i] * (upp[i] - low[i]) >= gap:
-                            best, gap = (k, int(i)), g[i] * (upp[i] - low[i])
+                # split the ReLU whose triangle costs the bound most: |dual of its upper row| x its intercept
+                # (BaBSR's score); the largest relaxation gap at the LP point breaks ties at zero
+                best, score, gap_best, gap = None, 0.0, None, 0.0
+                for u in node_lp.unstable:
+                    if u in split:
+                        continue
+                    sc = abs(y[node_lp.upper_row[u]]) * node_lp.intercept[u]
+                    if sc > score:
+                        best, score = u, sc
+                    k, i = u
+                    n = len(pre[k][0])
+                    zv, av = v[node_lp.offs[k] + i], v[node_lp.offs[k] + n + i]
+                    g = (av - max(zv, 0.0)) * (pre[k][1][i] - pre[k][0][i])
+                    if gap_best is None or g > gap:
+                        gap_best, gap = u, g
+                if best is None:
+                    best = gap_best
                 if best is None:  # every ReLU is fixed: the LP is the network here, yet no counterexample replays
                     out.verdict, out.reason = "unknown", f"exact leaf without a replayed counterexample (margin {m})"
                     return out
@@ -304,6 +421,9 @@ class LPBranchAndBound:
                       method="highs")  # fmt: skip
         if res.status != 0:
             return False
-        safe = self._safe_bound(c, A_eq2, b_eq, A_ub2, b_ub2, lb2, ub2, np.asarray(res.eqlin.marginals),
-                                np.asarray(res.ineqlin.marginals))  # fmt: skip
+        A = sp.vstack([A_eq2, A_ub2]).tocsr()
+        rlo = np.concatenate([b_eq, np.full(A_ub2.shape[0], -np.inf)])
+        rhi = np.concatenate([b_eq, b_ub2])
+        y = np.concatenate([np.asarray(res.eqlin.marginals), np.asarray(res.ineqlin.marginals)])
+        safe = _safe_lower_bound(c, A, rlo, rhi, lb2, ub2, y)
         return safe > 0.0

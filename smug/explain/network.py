@@ -459,6 +459,31 @@ def _importance(ctx: _Context) -> np.ndarray:
     return np.bincount(ctx.flat_ids, weights=contrib, minlength=ctx.n_groups)
 
 
+def _robust_order(ctx: _Context) -> np.ndarray:
+    """The groups, least sensitive first, by ``cfg.order`` (robust masking)."""
+    if ctx.cfg.order == "occlusion":
+        return np.argsort(-_occlusion_margins(ctx), kind="stable")
+    return np.argsort(_importance(ctx), kind="stable")
+
+
+def _occlusion_margins(ctx: _Context) -> np.ndarray:
+    """Per group, the margin when that group alone moves to the end of its range that lowers the margin (by the
+    gradient's sign); a low margin is a sensitive group."""
+    X = torch.from_numpy(ctx.x.copy()).unsqueeze(0).requires_grad_(True)
+    lg = ctx.model(X)[0]
+    others = lg.clone()
+    others[ctx.target] = -torch.inf
+    (g,) = torch.autograd.grad(lg[ctx.target] - others.max(), X)
+    x0 = ctx.x.reshape(-1)
+    far = np.where(g[0].numpy().reshape(-1) > 0, ctx.lo, ctx.hi)
+    out = np.empty(ctx.n_groups)
+    for s in range(0, ctx.n_groups, 256):
+        gs = np.arange(s, min(s + 256, ctx.n_groups))
+        sel = ctx.flat_ids[None, :] == gs[:, None]
+        out[gs] = ctx.margins(np.where(sel, far[None], x0[None]))
+    return out
+
+
 def _deletion_baseline(ctx: _Context, mask: np.ndarray, order: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
     """Drop groups one by one while the masked input stays valid (each check one exact forward pass)."""
     mask = mask.copy()
@@ -598,7 +623,10 @@ def _sol_stats(sol: Solution) -> dict[str, Any]:
 _CONFIRM = 1e-9
 
 #: Seconds one exact LP branch-and-bound check may take before it answers "unknown".
-_BAB_SECONDS = 2.0
+_BAB_SECONDS = 6.0
+
+#: The largest block of candidates one exact check frees at once (galloping doubles up to it).
+_MAX_BLOCK = 16
 
 
 class _Verifier:
@@ -623,7 +651,7 @@ class _Verifier:
         self.session: Any = None
         self._state: dict[str, np.ndarray] = {}
         self.bab: Any = None  # exact LP branch and bound (safe bounds), for networks of affine / ReLU layers
-        if ctx.cfg.traversal == "batched":
+        if ctx.cfg.verifier == "bab":
             from .lpbab import LPBranchAndBound, _supported
 
             if _supported(ctx.net):
@@ -790,8 +818,7 @@ def _deletion_robust(
     ctx: _Context, verify: _Verifier, t0: float, stats: dict[str, Any]
 ) -> tuple[np.ndarray, dict[int, np.ndarray], bool]:
     """Deletion loop: free groups one by one while the verifier proves the mask; returns (mask, witnesses, complete)."""
-    score = _importance(ctx)
-    order = np.argsort(score, kind="stable")
+    order = _robust_order(ctx)
     mask = np.ones(ctx.n_groups)
     witnesses: dict[int, np.ndarray] = {}
     complete = True
@@ -885,7 +912,7 @@ def _batched_robust(
 ) -> tuple[np.ndarray, dict[int, np.ndarray], bool]:
     """The deletion loop, batched (``traversal="batched"``); returns (mask, witnesses, complete).
 
-    Groups are freed least important first.  Each round, in this order:
+    Groups are freed least sensitive first (``cfg.order``).  Each round, in this order:
 
     1. *bounds*: CROWN bounds (:class:`smug.encoders.bounds.BatchBounds`) of the
        freed set plus each of several prefixes of the remaining order, in one
@@ -907,8 +934,7 @@ def _batched_robust(
     from ..encoders.bounds import BatchBounds
 
     bb = BatchBounds(ctx.net, ctx.target)
-    score = _importance(ctx)
-    order = np.argsort(score, kind="stable")
+    order = _robust_order(ctx)
     mask = np.ones(ctx.n_groups)
     free = np.bincount(ctx.flat_ids, weights=(ctx.hi > ctx.lo).astype(float), minlength=ctx.n_groups)
     mask[free == 0] = 0
@@ -979,7 +1005,7 @@ def _batched_robust(
         if verdict == "valid":
             st["freed_by_solver"] += len(blk)
             remaining = remaining[len(blk) :]
-            block = min(2 * block, 16)
+            block = min(2 * block, _MAX_BLOCK)
             continue
         mask[blk] = 1
         if len(blk) > 1:

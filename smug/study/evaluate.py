@@ -408,7 +408,7 @@ def _sparsity_fields(row: dict[str, Any], method: str, attributor: Any) -> Any:
 def _progress(iterable: Iterable[Any], total: int, desc: str, enabled: bool) -> Iterable[Any]:
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, unit="input", disable=not enabled)
+    return tqdm(iterable, total=total, desc=desc, unit="input", disable=None if enabled else True)
 
 
 def run_image_study(

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError, SmugError
 from ..ir import Problem
 from .spec import ProblemSource
@@ -138,12 +140,29 @@ def _network(src: ProblemSource) -> Iterator[Instance]:
     model_name = prm.get("model", "mnist_mlp")
     dataset, start, n = prm.get("dataset", "mnist"), int(prm.get("start", 0)), prm["n"]
     images, _ = load_inputs(dataset, "test", list(range(start, start + n)))
-    model = pretrained(model_name, progress=False)
+    label = Path(model_name).stem
+    if str(model_name).lower().endswith(".onnx"):  # a network in the format verification users share
+        from ..zoo.onnx import load_onnx, onnx_input_shape
+
+        path = Path(model_name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"the network source's ONNX model {model_name!r} does not exist")
+        model = load_onnx(path)
+        shape = onnx_input_shape(path)
+        if shape is not None:
+            if int(np.prod(shape)) != images[0].size:
+                raise ConfigError(
+                    f"the ONNX model {model_name!r} takes inputs of shape {shape}, the {dataset} images have "
+                    f"{images[0].size} values"
+                )
+            images = images.reshape(len(images), *shape)
+    else:
+        model = pretrained(model_name, progress=False)
     for i, img in enumerate(images):
         p = network_problem(model, img, window=int(prm.get("window", 2)), delta=float(prm.get("delta", 0.0)))
         yield Instance(
-            f"network-{model_name}-{dataset}{start + i}",
-            src.family or f"network-{model_name}",
+            f"network-{label}-{dataset}{start + i}",
+            src.family or f"network-{label}",
             p,
             "network",
             {"model": model_name, "dataset": dataset, "index": start + i},

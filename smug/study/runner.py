@@ -165,7 +165,7 @@ def _progress(total: int, enabled: bool) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="cells", unit="cell", file=sys.stderr)
+    return tqdm(total=total, desc="cells", unit="cell", file=sys.stderr, disable=None)  # off on a non-TTY
 
 
 def _run_local(

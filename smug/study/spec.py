@@ -297,7 +297,7 @@ def spec_from_dict(data: Any) -> StudySpec:
 
 
 def load_spec(path: str | Path) -> StudySpec:
-    """Read a study spec from a TOML file; relative globs are taken from the file's folder."""
+    """Read a study spec from a TOML file; relative globs and ONNX model paths are taken from the file's folder."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -310,6 +310,9 @@ def load_spec(path: str | Path) -> StudySpec:
     for src in spec.problems:
         if src.source == "glob" and not Path(src.params["glob"]).expanduser().is_absolute():
             src = ProblemSource("glob", {"glob": str(p.parent / src.params["glob"])}, src.family)
+        model = src.params.get("model")
+        if isinstance(model, str) and model.lower().endswith(".onnx") and not Path(model).expanduser().is_absolute():
+            src = ProblemSource(src.source, {**src.params, "model": str(p.parent / model)}, src.family)
         fixed.append(src)
     spec = StudySpec(
         tuple(fixed), spec.backends, spec.time_limit, spec.seeds, spec.threads, spec.memory_limit, spec.name

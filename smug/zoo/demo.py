@@ -66,6 +66,7 @@ def load_model(spec: str, *, trust_pickle: bool = False) -> nn.Module:
     ``spec`` is ``mnist_cnn`` / ``mnist_mlp`` (trained and cached on first use)
     or a path to:
 
+    * an ONNX file (``.onnx``; :func:`smug.load_onnx`: the layers smug's encoders read);
     * a TorchScript file (``torch.jit.save``);
     * a ``state_dict`` of a reference architecture (``torch.save(model.state_dict())``
       of an ``mnist_mlp`` or ``mnist_cnn`` built by :mod:`smug.zoo.models`),
@@ -96,6 +97,10 @@ def load_model(spec: str, *, trust_pickle: bool = False) -> nn.Module:
         raise ConfigError(
             f"model {spec!r} is neither a reference model ('mnist_cnn', 'mnist_mlp') nor an existing file"
         )
+    if p.suffix.lower() == ".onnx":
+        from .onnx import load_onnx
+
+        return load_onnx(p)
     if zipfile.is_zipfile(p):
         with zipfile.ZipFile(p) as z:
             is_script = any(n.split("/", 1)[-1].startswith("code/") for n in z.namelist())
@@ -185,7 +190,7 @@ def run_explanations(
     from tqdm import tqdm
 
     rows = []
-    it = tqdm(list(zip(indices, images, labels)), desc="explaining", unit="input", disable=not progress)
+    it = tqdm(list(zip(indices, images, labels)), desc="explaining", unit="input", disable=None if progress else True)
     for idx, img, lab in it:
         t0 = time.perf_counter()
         e = explain(model, torch.from_numpy(img), config=config)
@@ -278,7 +283,7 @@ def run_text_explanations(
 
     rows = []
     labs = list(labels) if labels is not None else [-1] * len(texts)
-    it = tqdm(list(zip(indices, texts, labs)), desc="explaining", unit="text", disable=not progress)
+    it = tqdm(list(zip(indices, texts, labs)), desc="explaining", unit="text", disable=None if progress else True)
     for idx, text, lab in it:
         t0 = time.perf_counter()
         e = explain(model, text, config=config, tokenizer=vocab)

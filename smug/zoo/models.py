@@ -228,7 +228,7 @@ def train(
             total=n_epochs * batches_per_epoch,
             desc=f"training {name}",
             unit="batch",
-            disable=not progress,
+            disable=None if progress else True,  # None: off when the output is not a terminal
         ) as bar:
             for epoch in range(n_epochs):
                 order = torch.randperm(n_train, generator=shuffle)

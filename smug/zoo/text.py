@@ -744,7 +744,10 @@ def train_text_cnn(
         history: list[float] = []
         start = time.perf_counter()
         with tqdm(
-            total=n_epochs * batches_per_epoch, desc="training text_cnn", unit="batch", disable=not progress
+            total=n_epochs * batches_per_epoch,
+            desc="training text_cnn",
+            unit="batch",
+            disable=None if progress else True,  # None: off when the output is not a terminal
         ) as bar:
             for epoch in range(n_epochs):
                 model.train()
