@@ -494,8 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="robust masking: how the deletion loop walks the features (default batched)",
     )  # fmt: skip
     n.add_argument(
-        "--order", default="gradient", choices=["gradient", "occlusion"],
-        help="robust masking: the sensitivity order features are freed in, least sensitive first (default gradient)",
+        "--order", default="occlusion", choices=["occlusion", "gradient"],
+        help="robust masking: the sensitivity order features are freed in, least sensitive first (default occlusion)",
     )  # fmt: skip
     n.add_argument("--window", type=int, default=1, help="side of the pixel windows (default 1)")
     n.add_argument("--delta", type=float, default=0.0, help="logit margin the explained class must keep")

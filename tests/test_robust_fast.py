@@ -186,12 +186,12 @@ def test_bounds_after_a_pooling_layer_followed_by_a_relu():
     assert np.all(cr <= _true_min(net, lo, hi, t, rng))
 
 
-def test_the_occlusion_order_also_gives_a_proven_subset_minimal_mask():
+def test_the_gradient_order_also_gives_a_proven_subset_minimal_mask():
     rng = np.random.default_rng(2)
     model = _net(6, n_in=10, hidden=(8,))
     x = torch.from_numpy(rng.random((1, 10)))
     e = explain_network(model, x, masking="robust", minimality="subset", time_limit=60, input_range=(0.0, 1.0),
-                        order="occlusion")  # fmt: skip
+                        order="gradient")  # fmt: skip
     assert e.minimality == "subset" and e.verified
     assert sorted(e.witnesses) == sorted(int(g) for g in np.flatnonzero(e.mask_groups))
     with pytest.raises(ConfigError, match="order"):
