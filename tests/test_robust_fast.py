@@ -196,3 +196,28 @@ def test_the_gradient_order_also_gives_a_proven_subset_minimal_mask():
     assert sorted(e.witnesses) == sorted(int(g) for g in np.flatnonzero(e.mask_groups))
     with pytest.raises(ConfigError, match="order"):
         Config(order="random")
+
+
+def test_an_undecided_check_is_deferred_and_decided_against_the_final_freed_set(monkeypatch):
+    import smug.explain.lpbab as lpbab
+    import smug.explain.network as netmod
+
+    monkeypatch.setattr(netmod, "_FIRST_BLOCK", 1)
+    monkeypatch.setattr(netmod, "_MAX_BLOCK", 1)
+    real = lpbab.LPBranchAndBound.check
+    calls = {"n": 0}
+
+    def first_unknown(self, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first exact check runs out of time
+            return lpbab.BabResult("unknown", reason="test")
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(lpbab.LPBranchAndBound, "check", first_unknown)
+    rng = np.random.default_rng(0)
+    model = _net(4, n_in=10, hidden=(8, 6))
+    x = torch.from_numpy(rng.random((1, 10)))
+    e = explain_network(model, x, masking="robust", minimality="subset", time_limit=60, input_range=(0.0, 1.0))
+    assert calls["n"] > 1 and e.stats["stages"]["deferred"] == 1
+    assert e.minimality == "subset" and e.verified  # the deferred candidate was decided after all
+    assert sorted(e.witnesses) == sorted(int(g) for g in np.flatnonzero(e.mask_groups))
