@@ -117,6 +117,8 @@ def _cmd_backends(args: argparse.Namespace) -> int:
 
 
 def _cmd_solve(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .ir import Problem
     from .solving.run import solve
 
@@ -143,17 +145,33 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         f"{sol.backend}: {sol.status.value}, objective {sol.objective}, bound {sol.bound}, "
         f"verified {sol.verified}, {sol.total_time:.3f} s"
     )
+    if sol.mask is not None:
+        kept = [int(i) for i in np.flatnonzero(np.asarray(sol.mask) > 0.5)]
+        print(f"mask: {len(kept)} of {problem.n_mask} kept: {kept}")
     if sol.status.value == "error" and sol.message:
         print(f"smug: solver error: {sol.message}", file=sys.stderr)
     return EXIT_CODES[sol.status.value]
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import ConfigError
     from .ir import Problem
 
     _check_output_file(args.output, "--output")
+    fmt = args.format
+    if fmt is None:  # from the output file's extension
+        ext = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
+        fmt = {"smt2": "smt2", "smt": "smt2", "mps": "mps", "lp": "lp"}.get(ext)
+        if fmt is None:
+            raise ConfigError(
+                f"cannot tell the format from {args.output!r}: give -o a .smt2, .mps or .lp file, or --format"
+                if args.output
+                else "give --format smt2|mps|lp (or -o FILE with one of those extensions)"
+            )
     problem = Problem.from_json(args.problem)
-    text = {"smt2": problem.to_smtlib2, "mps": problem.to_mps}[args.format]()
+    text = {"smt2": problem.to_smtlib2, "mps": problem.to_mps, "lp": problem.to_lp}[fmt]()
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -447,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="explain a handful of MNIST test digits (or reviews, with --text)")
-    d.add_argument("-n", type=int, default=6, help="how many test inputs (default 6)")
+    d.add_argument("-n", type=int, default=6, help="how many test inputs")
     d.add_argument("--text", action="store_true", help="explain Rotten Tomatoes test reviews with the text CNN")
     d.add_argument("--model", help="mnist_cnn (default) or mnist_mlp; text_cnn with --text")
     d.add_argument("--backend", help="solver backend (default: the config's, ortools:scip)")
@@ -483,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument(
         "--model",
         default="mnist_mlp",
-        help="mnist_mlp (default, the paper's 784-32-10), mnist_cnn, a model file (.onnx, TorchScript, state_dict)",
+        help="mnist_mlp (the paper's 784-32-10), mnist_cnn, a model file (.onnx, TorchScript, state_dict)",
     )
     n.add_argument("--dataset", default="mnist", choices=["mnist", "digits"])
     n.add_argument("--indices", type=int, nargs="*", default=[0, 1, 2], help="test input indices")
@@ -491,13 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--minimality", default="cardinality", choices=["cardinality", "subset"])
     n.add_argument(
         "--traversal", default="batched", choices=["batched", "sequential"],
-        help="robust masking: how the deletion loop walks the features (default batched)",
+        help="robust masking: how the deletion loop walks the features",
     )  # fmt: skip
     n.add_argument(
         "--order", default="occlusion", choices=["occlusion", "gradient"],
-        help="robust masking: the sensitivity order features are freed in, least sensitive first (default occlusion)",
+        help="robust masking: the sensitivity order features are freed in, least sensitive first",
     )  # fmt: skip
-    n.add_argument("--window", type=int, default=1, help="side of the pixel windows (default 1)")
+    n.add_argument("--window", type=int, default=1, help="side of the pixel windows")
     n.add_argument("--delta", type=float, default=0.0, help="logit margin the explained class must keep")
     n.add_argument("--eps", type=float, default=None, help="robust masking: masked pixels range over x +- eps")
     n.add_argument("--backend", default="ortools:scip")
@@ -558,9 +576,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export a serialised IR problem for outside solvers")
     e.add_argument("problem")
-    e.add_argument("--format", choices=["smt2", "mps"], required=True)
+    e.add_argument("--format", choices=["smt2", "mps", "lp"], help="default: from the -o file's extension")
     e.add_argument("-o", "--output")
     e.set_defaults(func=_cmd_export)
+    for parser in list(sub.choices.values()) + list(stsub.choices.values()):
+        parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter  # --help shows every default
     return p
 
 

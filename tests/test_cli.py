@@ -34,10 +34,18 @@ def test_solve_and_export_a_problem_file(tmp_path, capsys):
     path = tmp_path / "p.json"
     b.build().to_json(str(path))
     out = tmp_path / "sol.json"
+    capsys.readouterr()
     assert main(["solve", str(path), "--backend", "z3", "-o", str(out)]) == 0
     assert json.loads(out.read_text())["objective"] == 2.0
+    printed = capsys.readouterr().out
+    assert "optimal" in printed and "mask: 2 of 3 kept: [" in printed  # the mask, without -o too
     assert main(["export", str(path), "--format", "smt2"]) == 0
     assert "(minimize" in capsys.readouterr().out
+    for ext, marker in (("mps", "ROWS"), ("lp", "Subject To"), ("smt2", "(minimize")):
+        assert main(["export", str(path), "-o", str(tmp_path / f"p.{ext}")]) == 0  # the format from the extension
+        assert marker in (tmp_path / f"p.{ext}").read_text()
+    assert main(["export", str(path), "-o", str(tmp_path / "p.txt")]) == 2
+    assert "cannot tell the format" in capsys.readouterr().err
     assert main(["solve", str(path), "--backend", "nope"]) == 2
     assert "unknown backend" in capsys.readouterr().err
 
@@ -185,3 +193,17 @@ def test_explain_network_command(tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("subset") >= 2
+
+
+def test_every_subcommand_help_shows_its_defaults(capsys):
+    import pytest
+
+    for cmd in (["explain-network"], ["solve"], ["study", "run"]):
+        with pytest.raises(SystemExit):
+            main([*cmd, "--help"])
+        out = capsys.readouterr().out
+        assert "(default:" in out, cmd
+    with pytest.raises(SystemExit):
+        main(["explain-network", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: batched)" in out and "(default: occlusion)" in out and "(default: mnist_mlp)" in out
