@@ -49,8 +49,9 @@ def run(spec: StudySpec, out: Path, workers: int = 1) -> list[dict[str, Any]]:
 def table(cells: list[dict[str, Any]], time_limit: float) -> list[str]:
     """Markdown rows: per backend, proven optimal, feasible at the limit, no mask, wrong, median and worst wall,
     and the mean mask size (objective) over the cells with a verified mask."""
-    order = [r["label"] for r in score(cells, time_limit)]
-    wrong = {r["label"]: r["wrong"] for r in score(cells, time_limit)}
+    scores = score(cells, time_limit)
+    order = [r["label"] for r in scores]
+    wrong = {r["label"]: r["wrong"] for r in scores}
     by: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for c in cells:
         by[c["label"]].append(c)

@@ -323,6 +323,7 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .explain.network import explain_network
     from .zoo.demo import load_inputs, load_model
+    from .zoo.onnx import fit_inputs
 
     cfg = Config(
         backend=args.backend,
@@ -343,17 +344,7 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
     _check_backend(cfg.backend)
     images, labels = load_inputs(args.dataset, "test", args.indices)  # bad indices fail before any training
     model = load_model(args.model, trust_pickle=args.trust_pickle)
-    if str(args.model).lower().endswith(".onnx"):  # feed the images in the shape the ONNX graph declares
-        from .zoo.onnx import onnx_input_shape
-
-        shape = onnx_input_shape(args.model)
-        if shape is not None:
-            if int(np.prod(shape)) != images[0].size:
-                raise ConfigError(
-                    f"the ONNX model takes inputs of shape {shape}; the {args.dataset} images have "
-                    f"{images[0].size} values"
-                )
-            images = images.reshape(len(images), *shape)
+    images = fit_inputs(model, images, f"{args.dataset} images")  # an ONNX graph's declared input shape
     print(
         f"model={args.model} backend={cfg.backend} masking={cfg.masking} minimality={cfg.minimality} "
         f"window={cfg.window} delta={cfg.delta} time_limit={cfg.time_limit}" + (f" eps={args.eps}" if args.eps else "")

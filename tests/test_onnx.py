@@ -149,3 +149,17 @@ def test_explain_network_on_the_command_line_takes_an_onnx_file(tmp_path, capsys
     out = capsys.readouterr().out
     assert rc == 0, out
     assert (tmp_path / "out" / "network_00000.json").exists() and "subset" in out
+
+
+def test_inputs_are_fitted_to_the_declared_shape_or_refused(tmp_path):
+    from smug.zoo.onnx import fit_inputs
+
+    torch.manual_seed(3)
+    _export(nn.Sequential(nn.Linear(16, 3)), (16,), tmp_path / "m.onnx")
+    net = smug.load_onnx(tmp_path / "m.onnx")
+    assert fit_inputs(net, np.zeros((2, 1, 4, 4))).shape == (2, 16)
+    with pytest.raises(ConfigError, match=r"takes inputs of shape \(16,\); the digits have 64 values"):
+        fit_inputs(net, np.zeros((2, 1, 8, 8)), "digits")
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    x = np.zeros((2, 1, 8, 8))
+    assert fit_inputs(plain, x) is x  # any other model: unchanged

@@ -84,7 +84,7 @@ def test_layer_bounds_contain_every_sampled_pre_activation():
     net = lower_network(model, (6,))
     x = rng.random(6)
     lo, hi = np.clip(x - 0.3, 0, 1), np.clip(x + 0.3, 0, 1)
-    pre = BatchBounds(net, 0).layer_bounds(lo, hi)
+    _, pre = BatchBounds(net, 0).crown_and_layers(lo, hi)
     S = lo + rng.random((5000, 6)) * (hi - lo)
     h = S
     k = 0
@@ -169,6 +169,8 @@ def test_the_batched_traversal_is_exactly_proven_and_subset_minimal():
 def test_traversal_is_validated():
     with pytest.raises(ConfigError, match="traversal"):
         Config(traversal="zigzag")
+    with pytest.raises(ConfigError, match="verifier"):
+        Config(verifier="milp")
 
 
 def test_bounds_after_a_pooling_layer_followed_by_a_relu():

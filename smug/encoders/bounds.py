@@ -140,20 +140,24 @@ class BatchBounds:
         return lo2, hi2
 
     # ------------------------------------------------------------ interval
+    def _propagate(self, ops: list[Any], LO: torch.Tensor, HI: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interval bounds through ``ops`` (affine, ReLU, max-pool), batched."""
+        for op in ops:
+            if isinstance(op, _Affine):
+                LO, HI = op.box(LO, HI)
+            elif op == "relu":
+                LO, HI = LO.clamp(min=0), HI.clamp(min=0)
+            else:
+                LO, HI = self._pool(op[1], LO, HI)
+        return LO, HI
+
     def interval(self, lo: Any, hi: Any) -> np.ndarray:
         """Interval lower bounds on the margins, ``(B, n_classes)`` (``+inf`` at the target)."""
+        if not isinstance(self.ops[-1], _Affine):  # pragma: no cover - lower_network ends with the logits' layer
+            raise ValueError("the network must end with an affine layer")
         LO, HI = self._as_batch(lo, hi)
         with torch.no_grad():
-            for k, op in enumerate(self.ops):
-                if isinstance(op, _Affine):
-                    if k == len(self.ops) - 1:
-                        return self._full(self._margin_box(op, LO, HI))
-                    LO, HI = op.box(LO, HI)
-                elif op == "relu":
-                    LO, HI = LO.clamp(min=0), HI.clamp(min=0)
-                else:
-                    LO, HI = self._pool(op[1], LO, HI)
-        raise ValueError("the network must end with an affine layer")  # pragma: no cover
+            return self._full(self._margin_box(self.ops[-1], *self._propagate(self.ops[:-1], LO, HI)))
 
     def _margin_box(self, op: _Affine, LO: torch.Tensor, HI: torch.Tensor) -> torch.Tensor:
         """Interval bounds of ``C (W a + b)`` over the box of ``a`` (the last layer folded into the margin)."""
@@ -169,41 +173,34 @@ class BatchBounds:
         the interval bounds (the better of the two is returned per entry)."""
         LO, HI = self._as_batch(lo, hi)
         with torch.no_grad():
-            return self._crown(LO, HI)
+            return self._crown(LO, HI)[0]
 
-    def layer_bounds(self, lo: Any, hi: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-        """CROWN bounds on the input of every ReLU over one box, in order (networks without max-pooling)."""
+    def crown_and_layers(self, lo: Any, hi: Any) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """For one box: the CROWN margin bounds ``(n_classes,)`` and the bounds on the input of every ReLU, in
+        order, from the same pass (networks without max-pooling)."""
         if self.linear_from:
-            raise ValueError("layer_bounds needs a network without max-pooling")
+            raise ValueError("layer bounds need a network without max-pooling")
         LO, HI = self._as_batch(lo, hi)
         with torch.no_grad():
-            pre = self._crown(LO, HI, layers=True)
-        return [(pre[k][0][0].numpy(), pre[k][1][0].numpy()) for k in sorted(pre)]
+            margins, pre = self._crown(LO, HI)
+        return margins[0], [(pre[k][0][0].numpy(), pre[k][1][0].numpy()) for k in sorted(pre)]
 
-    def _crown(self, LO: torch.Tensor, HI: torch.Tensor, layers: bool = False) -> Any:
-        ops = self.ops
+    def _crown(self, LO: torch.Tensor, HI: torch.Tensor) -> tuple[np.ndarray, dict[int, Any]]:
+        """The margin bounds ``(B, n_classes)`` and the ReLU input bounds by index in the ops after the last
+        pooling layer."""
         # interval bounds up to where the linear relaxation starts
-        for op in ops[: self.linear_from]:
-            if isinstance(op, _Affine):
-                LO, HI = op.box(LO, HI)
-            elif op == "relu":
-                LO, HI = LO.clamp(min=0), HI.clamp(min=0)
-            else:
-                LO, HI = self._pool(op[1], LO, HI)
-        tail = ops[self.linear_from :]
+        LO, HI = self._propagate(self.ops[: self.linear_from], LO, HI)
+        tail = self.ops[self.linear_from :]
         box_lo, box_hi = LO, HI
         pre: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index in tail of a relu -> its input bounds
-        lo_i, hi_i = LO, HI  # interval bounds alongside, for the first affine after the restart (exact)
         for k, op in enumerate(tail):
             if op != "relu":
-                if isinstance(op, _Affine) and k == 0:
-                    lo_i, hi_i = op.box(lo_i, hi_i)
                 continue
             if k == 0:  # a ReLU right where the relaxation starts: its input is the box
                 pre[k] = (LO, HI)
                 continue
             if k == 1 and isinstance(tail[0], _Affine):
-                pre[k] = (lo_i, hi_i)  # one affine layer from the box: its interval bounds are exact
+                pre[k] = tail[0].box(LO, HI)  # one affine layer from the box: its interval bounds are exact
                 continue
             n = self._width(tail, k)
             eye = torch.eye(n, dtype=torch.float64).expand(LO.shape[0], n, n)
@@ -211,20 +208,10 @@ class BatchBounds:
             b = self._back(tail, k, Lam, pre, box_lo, box_hi)
             low, upp = b[:, :n], -b[:, n:]
             pre[k] = (low, torch.maximum(upp, low))
-        if layers:
-            return pre
         Lam = self.C.expand(LO.shape[0], *self.C.shape).clone()
         out = self._back(tail, len(tail), Lam, pre, box_lo, box_hi)
-        ib = self._interval_margin(LO, HI, tail)
-        return self._full(torch.maximum(out, ib))
-
-    def _interval_margin(self, LO: torch.Tensor, HI: torch.Tensor, tail: list[Any]) -> torch.Tensor:
-        for op in tail[:-1]:
-            if isinstance(op, _Affine):
-                LO, HI = op.box(LO, HI)
-            elif op == "relu":
-                LO, HI = LO.clamp(min=0), HI.clamp(min=0)
-        return self._margin_box(tail[-1], LO, HI)
+        ib = self._margin_box(tail[-1], *self._propagate(tail[:-1], LO, HI))
+        return self._full(torch.maximum(out, ib)), pre
 
     @staticmethod
     def _width(tail: list[Any], k: int) -> int:

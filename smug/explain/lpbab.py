@@ -328,8 +328,7 @@ class LPBranchAndBound:
         t0 = time.perf_counter()
         lo = np.asarray(lo, dtype=np.float64).ravel()
         hi = np.asarray(hi, dtype=np.float64).ravel()
-        pre = self.bounds.layer_bounds(lo, hi)
-        root = self.bounds.crown(lo, hi)[0]
+        root, pre = self.bounds.crown_and_layers(lo, hi)
         out = BabResult("valid")
         node_lp: _NodeLP | None = None
         for j in np.argsort(root):

@@ -413,34 +413,10 @@ def _attack(
     steps: int = 20,
     seed: int = 0,
 ) -> tuple[np.ndarray, float]:
-    """PGD inside the box ``[lo, hi]`` minimising the target's margin; returns the best input and its margin."""
-    free = hi > lo
-    x0 = ctx.x.reshape(-1)
-    rng = np.random.default_rng(seed)
-    S = [np.clip(x0, lo, hi)] + list(starts or [])
-    S += [lo + rng.random(lo.shape) * (hi - lo) for _ in range(restarts)]
-    X = torch.from_numpy(np.stack(S))
-    lo_t, hi_t, free_t = torch.from_numpy(lo), torch.from_numpy(hi), torch.from_numpy(free)
-    step = 0.25 * (hi_t - lo_t)
-    best_x, best_m = S[0], float("inf")
-    for _ in range(steps + 1):
-        X = X.detach().requires_grad_(True)
-        lg = ctx.model(X.reshape(-1, *ctx.shape))
-        t = lg[:, ctx.target]
-        others = lg.clone()
-        others[:, ctx.target] = -torch.inf
-        marg = t - others.max(dim=1).values
-        i = int(torch.argmin(marg))
-        if float(marg[i].detach()) < best_m:
-            best_m, best_x = float(marg[i].detach()), X[i].detach().numpy().copy()
-        if best_m <= ctx.delta - _CONFIRM or not free.any():
-            break
-        (g,) = torch.autograd.grad(marg.sum(), X)
-        with torch.no_grad():
-            X = X - step * torch.sign(g) * free_t
-            X = torch.maximum(torch.minimum(X, hi_t), lo_t)
-        step = step * 0.85
-    return best_x, best_m
+    """PGD inside the box ``[lo, hi]`` minimising the target's margin; returns the best input and its margin
+    (the one-box case of :func:`_attack_boxes`)."""
+    W, M = _attack_boxes(ctx, lo[None], hi[None], starts=starts, restarts=restarts, steps=steps, seed=seed)
+    return W[0], float(M[0])
 
 
 # ------------------------------------------------------------------ baseline
@@ -625,11 +601,6 @@ _CONFIRM = 1e-9
 #: Seconds one exact LP branch-and-bound check may take before it answers "unknown".
 _BAB_SECONDS = 6.0
 
-#: The batched traversal's first pass gives a check this long; a candidate it leaves undecided is deferred to a
-#: second pass against the final freed set (an attack from the latest counterexamples, then a check of
-#: :data:`_BAB_SECONDS`).  A short first cap loses the counterexamples the branch and bound finds, which seed the
-#: attack (measured: 1.5 s left 26 candidates undecided on an image that 6 s decides), so it is the same.
-_BAB_FIRST = _BAB_SECONDS
 
 #: The largest block of candidates one exact check frees at once (galloping doubles up to it), and the first.
 _MAX_BLOCK = 16
@@ -658,7 +629,6 @@ class _Verifier:
         self.session: Any = None
         self._state: dict[str, np.ndarray] = {}
         self.bab: Any = None  # exact LP branch and bound (safe bounds), for networks of affine / ReLU layers
-        self.bab_cap = _BAB_SECONDS  # seconds one branch-and-bound check may take
         if ctx.cfg.verifier == "bab":
             from .lpbab import LPBranchAndBound, _supported
 
@@ -692,7 +662,7 @@ class _Verifier:
                 return "invalid", xa
         if self.bab is not None:
             left = ctx.remaining(self.t0)
-            cap = self.bab_cap if left is None else min(left, self.bab_cap)
+            cap = _BAB_SECONDS if left is None else min(left, _BAB_SECONDS)
             r = self.bab.check(lo, hi, ctx.delta, time_limit=cap, confirm=_CONFIRM)
             stats["bab_nodes"] += r.nodes
             if r.verdict == "valid":
@@ -870,6 +840,8 @@ def _attack_boxes(
     """PGD in float64 inside each of the boxes ``[LO[b], HI[b]]`` at once; per box the best input and its margin
     (the margins are those of the float64 torch model, what a counterexample is replayed with)."""
     B, n = LO.shape
+    if not (HI > LO).any():
+        steps = 0  # nothing can move: one evaluation decides
     x0 = ctx.x.reshape(-1)
     rng = np.random.default_rng(seed)
     S = [np.clip(x0, LO, HI)]
@@ -903,6 +875,29 @@ def _attack_boxes(
             X = torch.maximum(torch.minimum(X - step * torch.sign(g), hi_t), lo_t)
         step = step * 0.85
     return best_x, best_m
+
+
+def _refute_each(
+    ctx: _Context, verify: _Verifier, mask: np.ndarray, cands: list[int], *, seed: int, remember: bool = True
+) -> dict[int, np.ndarray]:
+    """A batched attack on each candidate group freed alone on top of ``mask``'s freed set; the candidates it
+    refutes, with their witnesses (each confirmed by a separate float64 replay; with ``remember``, kept as the
+    verifier's next attack starts).
+    """
+    base_free = mask[ctx.flat_ids] < 0.5
+    one = base_free[None, :] | (ctx.flat_ids[None, :] == np.asarray(cands)[:, None])
+    x0 = ctx.x.reshape(-1)
+    LO, HI = np.where(one, ctx.lo[None], x0[None]), np.where(one, ctx.hi[None], x0[None])
+    W, M = _attack_boxes(ctx, LO, HI, starts=verify.recent, seed=seed)
+    hit = np.flatnonzero(M <= ctx.delta - _CONFIRM)
+    out: dict[int, np.ndarray] = {}
+    if hit.size:
+        for i, m in zip(hit, ctx.margins(W[hit])):
+            if m <= ctx.delta - _CONFIRM:
+                out[int(cands[i])] = W[i].reshape(ctx.shape)
+                if remember:
+                    verify._remember(W[i])
+    return out
 
 
 #: Prefix lengths the batched traversal bounds at once (then every further one up to the remaining count).
@@ -955,12 +950,10 @@ def _batched_robust(
          "attack_batches": 0, "kept_by_attack": 0, "solver_checks": 0, "freed_by_solver": 0,
          "kept_by_solver": 0, "kept_unproven": 0},
     )  # fmt: skip
-    lo_all, hi_all = ctx.lo, ctx.hi
     x0 = ctx.x.reshape(-1)
     window = 64
     block = _FIRST_BLOCK
     deferred: list[int] = []
-    verify.bab_cap = _BAB_FIRST
     while remaining:
         left = ctx.remaining(t0)
         if left is not None and left <= 0:
@@ -973,8 +966,8 @@ def _batched_robust(
         rank[remaining] = np.arange(len(remaining))
         feat_rank = rank[ctx.flat_ids]
         free_f = base_free[None, :] | (feat_rank[None, :] < ks[:, None])
-        LO = np.where(free_f, lo_all[None], x0[None])
-        HI = np.where(free_f, hi_all[None], x0[None])
+        LO = np.where(free_f, ctx.lo[None], x0[None])
+        HI = np.where(free_f, ctx.hi[None], x0[None])
         lb = bb.crown(LO, HI).min(axis=1)
         st["bound_batches"] += 1
         st["bound_boxes"] += int(ks.size)
@@ -987,25 +980,13 @@ def _batched_robust(
             remaining = remaining[k:]
             continue
         # 2. batched attack on the next candidates, each alone on top of the freed set
-        cand = remaining[:window]
-        one = base_free[None, :] | (ctx.flat_ids[None, :] == np.asarray(cand)[:, None])
-        LO = np.where(one, lo_all[None], x0[None])
-        HI = np.where(one, hi_all[None], x0[None])
-        W, M = _attack_boxes(ctx, LO, HI, starts=verify.recent, seed=ctx.cfg.seed + st["attack_batches"])
+        refuted = _refute_each(ctx, verify, mask, remaining[:window], seed=ctx.cfg.seed + st["attack_batches"])
         st["attack_batches"] += 1
-        hit = np.flatnonzero(M <= ctx.delta - _CONFIRM)
-        if hit.size:
-            replay = ctx.margins(W[hit])  # a separate float64 pass confirms each witness
-            keep = [cand[i] for i, m in zip(hit, replay) if m <= ctx.delta - _CONFIRM]
-            for i, m in zip(hit, replay):
-                if m <= ctx.delta - _CONFIRM:
-                    witnesses[int(cand[i])] = W[i].reshape(ctx.shape)
-                    verify._remember(W[i])
-            if keep:
-                st["kept_by_attack"] += len(keep)
-                gone = set(keep)
-                remaining = [g for g in remaining if g not in gone]
-                continue
+        if refuted:
+            witnesses.update(refuted)
+            st["kept_by_attack"] += len(refuted)
+            remaining = [g for g in remaining if g not in refuted]
+            continue
         # 3. the exact check of a block of the next candidates (galloping: doubled after a success, halved
         #    after a failure, a single candidate is kept or freed for good)
         blk = remaining[: max(1, min(block, len(remaining)))]
@@ -1034,19 +1015,16 @@ def _batched_robust(
             else:
                 complete = False
     # second pass: the deferred candidates, each on top of the final freed set (monotonicity keeps every
-    # earlier decision valid), with the attack first and the full branch-and-bound time
-    verify.bab_cap = _BAB_SECONDS
+    # earlier decision valid), the attack first (seeded by the counterexamples found since), then a check again.
+    # (A shorter cap for the first pass was tried: it loses the counterexamples the branch and bound finds, which
+    # seed the attack; 1.5 s left 26 candidates undecided on an image that 6 s decides.)
     st["deferred"] = len(deferred)
     if deferred and complete and (ctx.remaining(t0) is None or ctx.remaining(t0) > 0):
-        base_free = mask[ctx.flat_ids] < 0.5
-        one = base_free[None, :] | (ctx.flat_ids[None, :] == np.asarray(deferred)[:, None])
-        W, M = _attack_boxes(ctx, np.where(one, lo_all[None], x0[None]), np.where(one, hi_all[None], x0[None]),
-                             starts=verify.recent, seed=ctx.cfg.seed + 7919)  # fmt: skip
-        replay = ctx.margins(W)
-        for i, g in enumerate(deferred):
-            if M[i] <= ctx.delta - _CONFIRM and replay[i] <= ctx.delta - _CONFIRM:
-                witnesses[int(g)] = W[i].reshape(ctx.shape)
-                st["kept_by_attack"] += 1
+        refuted = _refute_each(ctx, verify, mask, deferred, seed=ctx.cfg.seed + 7919, remember=False)
+        witnesses.update(refuted)
+        st["kept_by_attack"] += len(refuted)
+        for g in deferred:
+            if g in refuted:
                 continue
             left = ctx.remaining(t0)
             if left is not None and left <= 0:

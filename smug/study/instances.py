@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import ConfigError, SmugError
 from ..ir import Problem
 from .spec import ProblemSource
@@ -142,20 +140,13 @@ def _network(src: ProblemSource) -> Iterator[Instance]:
     images, _ = load_inputs(dataset, "test", list(range(start, start + n)))
     label = Path(model_name).stem
     if str(model_name).lower().endswith(".onnx"):  # a network in the format verification users share
-        from ..zoo.onnx import load_onnx, onnx_input_shape
+        from ..zoo.onnx import fit_inputs, load_onnx
 
         path = Path(model_name).expanduser()
         if not path.is_file():
             raise ConfigError(f"the network source's ONNX model {model_name!r} does not exist")
         model = load_onnx(path)
-        shape = onnx_input_shape(path)
-        if shape is not None:
-            if int(np.prod(shape)) != images[0].size:
-                raise ConfigError(
-                    f"the ONNX model {model_name!r} takes inputs of shape {shape}, the {dataset} images have "
-                    f"{images[0].size} values"
-                )
-            images = images.reshape(len(images), *shape)
+        images = fit_inputs(model, images, f"{dataset} images given to {model_name!r}")
     else:
         model = pretrained(model_name, progress=False)
     for i, img in enumerate(images):

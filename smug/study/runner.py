@@ -36,7 +36,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..solving.pipeline import die_with_parent
 from .instances import Instance, expand
-from .spec import SOLVE_OPTIONS, StudySpec, load_spec
+from .spec import StudySpec, load_spec, split_options
 from .store import Store, cell_key
 
 __all__ = ["Cell", "cells_of", "run_cell", "run_study", "study_status", "RunSummary"]
@@ -116,8 +116,8 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     try:
         problem = Problem.from_json(task["problem"])
-        solve_opts = {k: v for k, v in task["options"].items() if k in SOLVE_OPTIONS}
-        be = get_backend(task["backend"], **{k: v for k, v in task["options"].items() if k not in SOLVE_OPTIONS})
+        backend_opts, solve_opts = split_options(task["options"])
+        be = get_backend(task["backend"], **backend_opts)
         out["version"] = be.version()
         sol = smug.solve(
             problem,
@@ -270,7 +270,7 @@ def run_study(
     from ..solving.registry import get_backend, require_installed
 
     for b in spec.backends:
-        require_installed(get_backend(b.name, **{k: v for k, v in b.options.items() if k not in SOLVE_OPTIONS}))
+        require_installed(get_backend(b.name, **split_options(b.options)[0]))
     t0 = time.perf_counter()
     with Store(out) as store:
         previous = store.meta("spec_digest")

@@ -64,11 +64,27 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["StudySpec", "ProblemSource", "BackendSpec", "load_spec", "spec_from_dict", "SOURCES", "SOLVE_OPTIONS"]
+__all__ = [
+    "StudySpec",
+    "ProblemSource",
+    "BackendSpec",
+    "load_spec",
+    "spec_from_dict",
+    "SOURCES",
+    "SOLVE_OPTIONS",
+    "split_options",
+]
 
 #: Keys of a backend's ``options`` that go to :func:`smug.solve` (the shared reductions), not to the backend:
 #: so an ablation of presolve, cuts, the greedy start or the certifier is a backend entry like any other.
 SOLVE_OPTIONS: tuple[str, ...] = ("presolve", "cuts", "greedy", "certify")
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A backend entry's options as (the backend's own, :data:`SOLVE_OPTIONS` for :func:`smug.solve`)."""
+    backend = {k: v for k, v in options.items() if k not in SOLVE_OPTIONS}
+    return backend, {k: v for k, v in options.items() if k in SOLVE_OPTIONS}
+
 
 _TOP = ("name", "problems", "backends", "time_limit", "seeds", "threads", "memory_limit")
 #: The keys each generated source takes (besides ``source`` and ``family``).
@@ -261,7 +277,7 @@ def _backend(entry: Any, k: int) -> BackendSpec:
         if v is not None and not isinstance(v, bool) and not (key == "certify" and isinstance(v, str)):
             raise ConfigError(f"{where}.options.{key} must be true or false, got {v!r}")
     # unknown names and options fail here, before any work
-    get_backend(name, **{k: v for k, v in options.items() if k not in SOLVE_OPTIONS})
+    get_backend(name, **split_options(options)[0])
     return BackendSpec(name, dict(options), label)
 
 

@@ -31,7 +31,7 @@ from torch import nn
 
 from ..errors import ConfigError, ValidationError
 
-__all__ = ["load_onnx", "onnx_input_shape", "ONNX_OPERATORS"]
+__all__ = ["load_onnx", "onnx_input_shape", "fit_inputs", "ONNX_OPERATORS"]
 
 #: The ONNX operators :func:`load_onnx` reads.
 ONNX_OPERATORS = (
@@ -211,7 +211,29 @@ def load_onnx(path: str | os.PathLike[str]) -> nn.Module:
     net = nn.Sequential(*layers)
     if len(dtypes) == 1:
         net = net.to(dtypes.pop())
+    net.onnx_input_shape = _declared_shape(inputs[0])  # what fit_inputs reshapes to
     return net.eval()
+
+
+def _declared_shape(value_info: Any) -> tuple[int, ...] | None:
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in value_info.type.tensor_type.shape.dim]
+    rest = dims[1:]
+    return None if any(d is None for d in rest) else tuple(int(d) for d in rest)
+
+
+def fit_inputs(model: nn.Module, inputs: np.ndarray, what: str = "inputs") -> np.ndarray:
+    """``inputs`` (a batch) reshaped to the input shape a :func:`load_onnx` model's graph declares (unchanged for
+    any other model, or a symbolic shape).
+
+    Raises:
+        ConfigError: the declared shape holds a different number of values than each input.
+    """
+    shape = getattr(model, "onnx_input_shape", None)
+    if shape is None:
+        return inputs
+    if int(np.prod(shape)) != inputs[0].size:
+        raise ConfigError(f"the ONNX model takes inputs of shape {shape}; the {what} have {inputs[0].size} values")
+    return inputs.reshape(len(inputs), *shape)
 
 
 def onnx_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
@@ -221,6 +243,4 @@ def onnx_input_shape(path: str | os.PathLike[str]) -> tuple[int, ...] | None:
     g = onnx.load(str(path)).graph
     consts = {t.name for t in g.initializer}
     (inp,) = [i for i in g.input if i.name not in consts]
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
-    rest = dims[1:]
-    return None if any(d is None for d in rest) else tuple(int(d) for d in rest)
+    return _declared_shape(inp)
