@@ -22,6 +22,8 @@ __all__ = [
     "UnsupportedProblemError",
     "UnsupportedParameterError",
     "LicenseLimitError",
+    "UnprovenExplanationError",
+    "UnprovenExplanationWarning",
 ]
 
 
@@ -82,3 +84,11 @@ class LicenseLimitError(UnsupportedProblemError):
 
     The message names the limit and the fix: the user's own licence, or another backend.
     """
+
+
+class UnprovenExplanationError(SmugError, RuntimeError):
+    """An explanation was asked to be proven (``on_unproven="raise"``) and is not optimal-and-verified."""
+
+
+class UnprovenExplanationWarning(UserWarning):
+    """An attribution map comes from a mask that is not proven minimal or not verified (for example a time-out)."""

@@ -226,3 +226,95 @@ def test_config_object_and_overrides(digits_mlp, test_images):
     cfg = Config(top_k=4, gamma=0.1)
     e = explain(digits_mlp, test_images[0][0], config=cfg, window=2)
     assert e.config.top_k == 4 and e.config.window == 2 and e.n_constraints <= 4
+
+
+# --- MinimalMask as a Captum citizen -------------------------------------------------------
+
+
+def test_minimal_mask_accepts_captum_input_and_target_forms(digits_mlp, test_images):
+    xs, ys = test_images
+    mm = MinimalMask(digits_mlp, backend="ortools:scip", top_k=4, window=2)
+    ref = mm.attribute(xs[:3], target=torch.tensor(ys[:3]))
+    (tup,) = mm.attribute((xs[:3],), target=torch.tensor(ys[:3]).view(3, 1))  # 1-tuple in, 1-tuple out
+    assert torch.equal(tup, ref)
+    as_np = mm.attribute(xs[:3].numpy(), target=[(int(t),) for t in ys[:3]])  # numpy in, numpy out
+    assert isinstance(as_np, np.ndarray) and as_np.dtype == np.float32
+    np.testing.assert_array_equal(as_np, ref.numpy())
+    assert [e.target for e in mm.explanations] == list(ys[:3])
+    with pytest.raises(ValidationError, match="tuple of 2 inputs"):
+        mm.attribute((xs[:3], xs[:3]))
+    with pytest.raises(ValidationError, match="multi-dimensional output"):
+        mm.attribute(xs[:2], target=[(1, 2), (0, 1)])
+    with pytest.raises(ShapeError, match=r"\(B,\) or \(B, 1\)"):
+        mm.attribute(xs[:2], target=torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValidationError, match="torch.stack"):
+        mm.attribute([xs[0], xs[1]])
+    with pytest.raises(ValidationError, match="floating point"):
+        mm.attribute((xs[:2] * 255).to(torch.uint8))
+
+
+def test_minimal_mask_keeps_the_models_and_inputs_dtype_and_the_model(digits_mlp, test_images):
+    xs, ys = test_images
+    m64 = copy.deepcopy(digits_mlp).double().train()
+    mm = MinimalMask(m64, backend="ortools:scip", top_k=4, window=2)
+    attr, status = mm.attribute(xs[:2].double(), target=torch.tensor(ys[:2]), return_status=True)
+    assert attr.dtype == torch.float64 and attr.shape == xs[:2].shape
+    assert m64.training and next(m64.parameters()).dtype == torch.float64  # the model as it was given
+    assert [s["proven"] for s in status] == [True, True] and status == mm.statuses
+    f32 = MinimalMask(digits_mlp, backend="ortools:scip", top_k=4, window=2).attribute(xs[:2], target=ys[:2].tolist())
+    assert f32.dtype == torch.float32
+    # a float32 input to a float64 model: attributions keep the input's dtype, masks are the same
+    assert torch.equal((attr != 0), (f32 != 0))
+
+
+def test_minimal_mask_warns_or_raises_on_an_unproven_sample(digits_mlp, test_images, monkeypatch):
+    import smug.explain.api as api
+    from smug.errors import UnprovenExplanationError, UnprovenExplanationWarning
+    from smug.solving.contract import Status
+
+    real = api.explain
+    calls = []
+
+    def one_times_out(*args, **kwargs):
+        e = real(*args, **kwargs)
+        calls.append(e)
+        if len(calls) == 2:
+            e.status = Status.FEASIBLE  # as a time-limited solve leaves it
+        return e
+
+    monkeypatch.setattr(api, "explain", one_times_out)
+    xs, _ = test_images
+    mm = MinimalMask(digits_mlp, backend="ortools:scip", top_k=4, window=2)
+    with pytest.warns(UnprovenExplanationWarning, match=r"1 of 3 masks are not proven.*sample 1: feasible") as rec:
+        mm.attribute(xs[:3])
+    assert rec[0].filename == __file__  # the warning points at the caller's line
+    assert [s["proven"] for s in mm.statuses] == [True, False, True]
+    calls.clear()
+    with pytest.raises(UnprovenExplanationError, match="sample 1"):
+        MinimalMask(digits_mlp, backend="ortools:scip", top_k=4, window=2, on_unproven="raise").attribute(xs[:3])
+    with pytest.raises(ValidationError, match="on_unproven"):
+        MinimalMask(digits_mlp, on_unproven="maybe")
+    with pytest.raises(ValidationError, match="n_jobs"):
+        MinimalMask(digits_mlp, n_jobs=0)
+
+
+def test_minimal_mask_in_worker_processes_equals_one_process(digits_mlp, test_images):
+    xs, ys = test_images
+    one = MinimalMask(digits_mlp, backend="ortools:scip", top_k=4, window=2)
+    two = MinimalMask(digits_mlp, backend="ortools:scip", top_k=4, window=2, n_jobs=2, progress=False)
+    a, b = one.attribute(xs[:4], target=ys[:4].tolist()), two.attribute(xs[:4], target=ys[:4].tolist())
+    assert torch.equal(a, b)
+    assert [e.mask_size for e in one.explanations] == [e.mask_size for e in two.explanations]
+    assert one.statuses == two.statuses
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_minimal_mask_on_cuda_returns_attributions_on_the_inputs_device(digits_mlp, test_images):
+    xs, ys = test_images
+    model = copy.deepcopy(digits_mlp).cuda()
+    attr = MinimalMask(model, backend="ortools:scip", top_k=4, window=2).attribute(
+        xs[:2].cuda(), target=ys[:2].tolist()
+    )
+    assert attr.device.type == "cuda" and next(model.parameters()).device.type == "cuda"
+    cpu = MinimalMask(digits_mlp, backend="ortools:scip", top_k=4, window=2).attribute(xs[:2], target=ys[:2].tolist())
+    assert torch.equal((attr.cpu() != 0), (cpu != 0))

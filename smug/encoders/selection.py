@@ -104,7 +104,7 @@ def score_neurons(
         h.remove()
     a0 = captured["a"][0]
     if method == "activation":
-        return a0.double().flatten().numpy()
+        return a0.double().flatten().cpu().numpy()
 
     def grads_at(alphas: torch.Tensor) -> torch.Tensor:
         z = (alphas.view(-1, *([1] * a0.dim())) * a0.unsqueeze(0)).requires_grad_(True)
@@ -118,12 +118,12 @@ def score_neurons(
         return g
 
     if method == "gradient":
-        return grads_at(torch.ones(1, dtype=a0.dtype))[0].double().flatten().numpy()
-    alphas = (torch.arange(steps, dtype=a0.dtype) + 0.5) / steps
+        return grads_at(torch.ones(1, dtype=a0.dtype, device=a0.device))[0].double().flatten().cpu().numpy()
+    alphas = (torch.arange(steps, dtype=a0.dtype, device=a0.device) + 0.5) / steps
     total = torch.zeros_like(a0)
     for s in range(0, steps, batch):
         total += grads_at(alphas[s : s + batch]).sum(dim=0)
-    return (a0 * total / steps).double().flatten().numpy()
+    return (a0 * total / steps).double().flatten().cpu().numpy()
 
 
 @dataclass

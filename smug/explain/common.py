@@ -38,6 +38,7 @@ __all__ = [
     "score_and_select",
     "first_layer_problem",
     "run_solver",
+    "model_device_dtype",
     "solution_mask",
     "replay_check",
     "predictions",
@@ -73,6 +74,18 @@ def restores_modes(fn: Any) -> Any:
             return fn(model, *args, **kwargs)
 
     return wrapper
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """The device and floating dtype of ``model``'s first floating parameter or buffer (CPU float32 if none).
+
+    Inputs are cast to these before the model runs, so float64 models and CUDA models take the
+    caller's input as they would in their own code; the solver side always works on CPU float64 copies.
+    """
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if torch.is_floating_point(t):
+            return t.device, t.dtype
+    return torch.device("cpu"), torch.float32
 
 
 def check_finite_model(model: nn.Module) -> None:

@@ -40,6 +40,7 @@ from .common import (
     check_target,
     first_layer_problem,
     guarded_forward,
+    model_device_dtype,
     predictions,
     replay_check,
     resolve_config,
@@ -202,7 +203,7 @@ def _as_input(x: Any) -> torch.Tensor:
         raise ShapeError(f"the input must have shape (C, H, W) or (1, C, H, W), got {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise NonFiniteError("the input contains NaN or infinite values")
-    return x.detach().float()
+    return x.detach().cpu()
 
 
 # ------------------------------------------------------------------ explain
@@ -236,7 +237,8 @@ def _prepare(
     cfg = resolve_config(model, config, overrides)
     model = model.eval()
     xt = _as_input(x)
-    xb = xt.unsqueeze(0)
+    device, dtype = model_device_dtype(model)
+    xb = xt.unsqueeze(0).to(device=device, dtype=dtype)
     stats: dict[str, Any] = {}
 
     t0 = time.perf_counter()
@@ -330,7 +332,7 @@ def explain_image(
     kept_full = problem.features_kept(mask_groups).reshape(x_np.shape)
     x_masked = base_arr + kept_full * (x_np - base_arr)
     x_compl = base_arr + (1 - kept_full) * (x_np - base_arr)
-    m64 = copy.deepcopy(model).double().eval()
+    m64 = copy.deepcopy(model).cpu().double().eval()
     batch = torch.from_numpy(np.stack([x_np, x_masked, x_compl]))
     layer_out, logits3 = capture(m64, layer.module_names[-1], batch)
     pre_replay = layer_out.reshape(3, -1).numpy()

@@ -49,6 +49,7 @@ from .common import (
     check_target,
     first_layer_problem,
     guarded_forward,
+    model_device_dtype,
     predictions,
     replay_check,
     resolve_config,
@@ -407,7 +408,7 @@ def _prepare_text(
     stats: dict[str, Any] = {"tokens": L, "truncated": truncated}
 
     t0 = time.perf_counter()
-    xb = torch.from_numpy(ids).unsqueeze(0)
+    xb = torch.from_numpy(ids).unsqueeze(0).to(model_device_dtype(model)[0])
     logits, calls = guarded_forward(model, xb)
     check_called_once(model, calls, layer.name)
     probs = torch.softmax(logits, dim=1)[0]
@@ -517,7 +518,7 @@ def explain_text(
 
     # ---- replay in float64 through the real model, with the embedding's output replaced
     t2 = time.perf_counter()
-    m64 = copy.deepcopy(prep.model).double().eval()
+    m64 = copy.deepcopy(prep.model).cpu().double().eval()
     embs = np.stack(
         [
             layer.masked_embeddings(ids, m, baseline=prep.base_vec, maskable=positions)
