@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,7 +83,8 @@ def _check_output_file(path: Any, flag: str) -> None:
         raise ConfigError(f"{flag} {path!r}: the folder {str(parent)!r} is not writable")
 
 
-def _check_output_dir(path: Any, flag: str = "--out") -> None:
+def _check_output_dir(path: Any, flag: str = "--out", force: bool = True) -> None:
+    """The output folder must be a folder; without ``force`` it must also be new or empty (no silent overwrite)."""
     from pathlib import Path
 
     from .errors import ConfigError
@@ -90,6 +92,13 @@ def _check_output_dir(path: Any, flag: str = "--out") -> None:
     p = Path(path).expanduser()
     if p.exists() and not p.is_dir():
         raise ConfigError(f"{flag} {path!r} is a file, not a folder")
+    if not force and p.is_dir():
+        n = sum(1 for _ in p.iterdir())
+        if n:
+            raise ConfigError(
+                f"{flag} {path!r} already holds {n} file(s) from an earlier run; choose another {flag}, "
+                "or pass --force to overwrite its files"
+            )
 
 
 def _cmd_backends(args: argparse.Namespace) -> int:
@@ -190,6 +199,7 @@ def _run_demo(
     *,
     cap_top_k: bool = False,
     trust_pickle: bool = False,
+    force: bool = True,
 ) -> int:
     from pathlib import Path
 
@@ -197,11 +207,12 @@ def _run_demo(
 
     _check_backend(config.backend)
     _check_indices(indices)
-    _check_output_dir(out)
-    images, labels = load_inputs(dataset, split, indices)  # bad indices fail before a model is trained
+    _check_output_dir(out, force=force)
+    images, labels = load_inputs(dataset, split, indices)  # bad indices fail before a model is loaded
     model = load_model(model_spec, trust_pickle=trust_pickle)
-    if cap_top_k and len(images):
-        config = capped_config(model, images[0], config)  # the demo's 200 neurons; the MLP's first layer has 32
+    if len(images):
+        # the demo's 200 neurons; the MLP's first layer has 32 (silent in the demo, a warning for explain)
+        config = capped_config(model, images[0], config, warn=not cap_top_k)
     print(describe(config, {"model": model_spec, "data": f"{dataset}/{split}"}))
     rows = run_explanations(model, images, labels, indices, config, Path(out))
     print(format_table(rows))
@@ -219,13 +230,14 @@ def _run_text_demo(
     out: str,
     source: str,
     trust_pickle: bool = False,
+    force: bool = True,
 ) -> int:
     from pathlib import Path
 
     from .zoo.demo import describe, format_text_table, load_text_model, run_text_explanations
 
     _check_backend(config.backend)
-    _check_output_dir(out)
+    _check_output_dir(out, force=force)
     model, vocab = load_text_model(model_spec, vocab_path, trust_pickle=trust_pickle)
     print(describe(config, {"model": model_spec, "data": source}))
     rows = run_text_explanations(model, vocab, texts, labels, indices, config, Path(out))
@@ -246,12 +258,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         texts, labels = load_texts("rotten_tomatoes", "test", indices)
         model = args.model or "text_cnn"
         return _run_text_demo(
-            model, None, texts, labels, indices, cfg, args.out, "rotten_tomatoes/test", args.trust_pickle
+            model, None, texts, labels, indices, cfg, args.out, "rotten_tomatoes/test", args.trust_pickle, args.force
         )
     model = args.model or "mnist_cnn"
     return _run_demo(
-        model, "mnist", "test", list(range(args.n)), cfg, args.out, cap_top_k=True, trust_pickle=args.trust_pickle
-    )
+        model, "mnist", "test", list(range(args.n)), cfg, args.out, cap_top_k=True, trust_pickle=args.trust_pickle,
+        force=args.force,
+    )  # fmt: skip
 
 
 _INPUT_KEYS = ("model", "dataset", "split", "indices", "texts", "vocab")
@@ -262,7 +275,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     from .config import Config
     from .errors import ConfigError
-    from .zoo.demo import TEXT_DATASETS, TEXT_MODELS, load_texts
+    from .zoo.demo import TEXT_DATASETS, TEXT_DEMO_CONFIG, TEXT_MODELS, load_texts
 
     data: dict[str, Any] = {}
     if args.config:
@@ -279,13 +292,18 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     unknown = set(inputs) - set(_INPUT_KEYS)
     if unknown:
         raise ConfigError(f"unknown key(s) {sorted(unknown)} in [input]; known: {', '.join(_INPUT_KEYS)}")
-    cfg = Config.from_dict(data.get("smug", data))
-    if args.backend:
-        cfg = cfg.merged(backend=args.backend)
     texts = args.text if args.text is not None else inputs.get("texts")
     model = args.model or inputs.get("model")
     dataset = inputs.get("dataset")
     is_text = texts is not None or model in TEXT_MODELS or dataset in TEXT_DATASETS or inputs.get("vocab") is not None
+    settings = data.get("smug", data)
+    if not isinstance(settings, dict):
+        raise ConfigError("[smug] must be a table of settings, e.g. top_k = 30")
+    Config.from_dict(settings)  # unknown keys and bad values are named before anything loads
+    # text starts from the text demo's settings (top_k=30, gamma=0.5): the image defaults give 1-token masks
+    cfg = (TEXT_DEMO_CONFIG if is_text else Config()).merged(**settings)
+    if args.backend:
+        cfg = cfg.merged(backend=args.backend)
     if not is_text:
         indices = args.indices if args.indices is not None else list(inputs.get("indices", [0, 1, 2]))
         return _run_demo(
@@ -296,6 +314,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             cfg,
             args.out,
             trust_pickle=args.trust_pickle,
+            force=args.force,
         )
     model = model or "text_cnn"
     if texts is not None:
@@ -303,14 +322,17 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             raise ConfigError('texts must be a list of strings, e.g. texts = ["a gorgeous, witty film"]')
         indices = list(range(len(texts)))
         return _run_text_demo(
-            model, inputs.get("vocab"), list(texts), None, indices, cfg, args.out, "raw text", args.trust_pickle
-        )
+            model, inputs.get("vocab"), list(texts), None, indices, cfg, args.out, "raw text", args.trust_pickle,
+            args.force,
+        )  # fmt: skip
     split = inputs.get("split", "test")
     indices = args.indices if args.indices is not None else list(inputs.get("indices", [0, 1, 2]))
     _check_backend(cfg.backend)
     texts, labels = load_texts(dataset or "rotten_tomatoes", split, indices)
     source = f"{dataset or 'rotten_tomatoes'}/{split}"
-    return _run_text_demo(model, inputs.get("vocab"), texts, labels, indices, cfg, args.out, source, args.trust_pickle)
+    return _run_text_demo(
+        model, inputs.get("vocab"), texts, labels, indices, cfg, args.out, source, args.trust_pickle, args.force
+    )
 
 
 def _cmd_explain_network(args: argparse.Namespace) -> int:
@@ -340,7 +362,7 @@ def _cmd_explain_network(args: argparse.Namespace) -> int:
         if cfg.masking != "robust":
             raise ConfigError("--eps sets the range of masked pixels for robust masking: add --masking robust")
     _check_indices(args.indices)
-    _check_output_dir(args.out)
+    _check_output_dir(args.out, force=args.force)
     _check_backend(cfg.backend)
     images, labels = load_inputs(args.dataset, "test", args.indices)  # bad indices fail before any training
     model = load_model(args.model, trust_pickle=args.trust_pickle)
@@ -461,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", help="mnist_cnn (default) or mnist_mlp; text_cnn with --text")
     d.add_argument("--backend", help="solver backend (default: the config's, ortools:scip)")
     d.add_argument("--out", default="smug-demo", help="folder for the PNG / HTML and JSON files")
+    d.add_argument("--force", action="store_true", help="write into an --out folder that already holds files")
     d.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -481,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--text", nargs="+", help="raw text(s) to explain with a text model (default text_cnn)")
     x.add_argument("--backend", help="overrides the config's backend")
     x.add_argument("--out", default="smug-explanations", help="folder for the PNG / HTML and JSON files")
+    x.add_argument("--force", action="store_true", help="write into an --out folder that already holds files")
     x.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -512,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--backend", default="ortools:scip")
     n.add_argument("--time-limit", type=float, default=60.0)
     n.add_argument("--out", default="smug-network", help="folder for the PNG and JSON files")
+    n.add_argument("--force", action="store_true", help="write into an --out folder that already holds files")
     n.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -575,6 +600,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    # the command's warnings are about the user's settings or inputs, not a line of smug's code
+    print(f"smug: warning: {message}", file=file if file is not None else sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``smug`` command; returns the exit status.
 
@@ -587,7 +624,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except SmugError as exc:
         print(f"smug: error: {exc}", file=sys.stderr)
         return 2

@@ -65,7 +65,7 @@ def test_explain_with_a_config_file(tmp_path):
     torch.save(model.eval(), tmp_path / "model.pt")
     cfg = tmp_path / "smug.toml"
     cfg.write_text(
-        f'backend = "ortools:cpsat"\ntop_k = 5\ngamma = 0.2\n[input]\nmodel = "{tmp_path / "model.pt"}"\n'
+        f'backend = "ortools:cpsat"\ntop_k = 20\ngamma = 0.2\n[input]\nmodel = "{tmp_path / "model.pt"}"\n'
         'dataset = "digits"\nindices = [0, 3]\n'
     )
     out = tmp_path / "out"
@@ -78,6 +78,9 @@ def test_explain_with_a_config_file(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "optimal" in r.stdout and "True" in r.stdout
     assert (out / "explanation_00000.png").stat().st_size > 5000
+    # top_k = 20 > the 12 neurons: capped, with a warning about the setting, not a line of smug's code
+    assert "smug: warning: top_k=20 exceeds the first layer's 12 neurons" in r.stderr, r.stderr
+    assert ".py:" not in r.stderr
     assert json.loads((out / "explanation_00003.json").read_text())["verified"]
     bad = tmp_path / "bad.toml"
     bad.write_text("topk = 3\n")
@@ -99,6 +102,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("optimal") == 2
     assert (tmp_path / "explanation_00001.png").exists()
+    assert "explaining:" not in r.stderr and "%|" not in r.stderr  # no progress bar when stderr is not a terminal
 
 
 def test_explain_raw_text_with_a_saved_text_model(tmp_path):
@@ -135,7 +139,7 @@ def test_explain_raw_text_with_a_saved_text_model(tmp_path):
 
 @pytest.mark.timeout_heavy
 def test_text_demo_runs_end_to_end(tmp_path):
-    # trains and caches the reference text CNN on first use (about 30 s)
+    # the shipped text CNN: no training
     r = subprocess.run(
         [sys.executable, "-m", "smug.cli", "demo", "--text", "-n", "3", "--out", str(tmp_path)],
         capture_output=True,
@@ -145,14 +149,14 @@ def test_text_demo_runs_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("optimal") == 3 and "#2: " in r.stdout
     assert (tmp_path / "text_explanations.html").read_text().count("<h2>") == 3
-    r = subprocess.run(
-        [sys.executable, "-m", "smug.cli", "explain", "--text", "a gorgeous , witty film", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    explain = [sys.executable, "-m", "smug.cli", "explain", "--text", "a gorgeous , witty film", "--out", str(tmp_path)]
+    r = subprocess.run(explain, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "already holds 4 file(s)" in r.stderr and "--force" in r.stderr  # nothing overwritten
+    r = subprocess.run(explain + ["--force"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "fresh" in r.stdout and "optimal" in r.stdout
+    # text gets the text demo's settings (top_k=30, gamma=0.5), not the image defaults' 1-token masks
+    assert "top_k=30 gamma=0.5" in r.stdout
 
 
 def test_demo_config_is_capped_at_the_first_layer_size():
@@ -161,6 +165,8 @@ def test_demo_config_is_capped_at_the_first_layer_size():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10))
     x = np.zeros((1, 8, 8), dtype=np.float32)
     assert capped_config(mlp, x, DEMO_CONFIG).top_k == 12
+    with pytest.warns(UserWarning, match="top_k=200 exceeds the first layer's 12 neurons; using top_k=12"):
+        assert capped_config(mlp, x, DEMO_CONFIG, warn=True).top_k == 12
     cnn = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 10))
     assert capped_config(cnn, x, DEMO_CONFIG) is DEMO_CONFIG  # 288 neurons >= 200
 
@@ -186,7 +192,7 @@ def test_explain_network_command(tmp_path):
     data = json.loads((tmp_path / "out" / "network_00005.json").read_text())
     assert data["verified"]
     r = subprocess.run(
-        base + ["--masking", "robust", "--minimality", "subset", "--window", "2"],
+        base + ["--masking", "robust", "--minimality", "subset", "--window", "2", "--force"],
         capture_output=True,
         text=True,
         timeout=600,

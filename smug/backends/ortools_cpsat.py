@@ -40,12 +40,15 @@ _CP_STATUS = {0: "UNKNOWN", 1: "MODEL_INVALID", 2: "FEASIBLE", 3: "INFEASIBLE", 
 
 @cache
 def _cpsat_version() -> str | None:
+    import importlib.util
+
     try:
         import ortools
 
-        # imported here, in the process that checks availability, so a solve forked from it does not pay
-        # cp_model's import time (about a second: it pulls in pandas)
-        from ortools.sat.python import cp_model  # noqa: F401
+        # found, not imported: cp_model's import takes about a second (it pulls in pandas), which
+        # `smug backends` need not pay; check() imports it before a solve forks its child
+        if importlib.util.find_spec("ortools.sat.python.cp_model") is None:
+            return None
     except ImportError:
         return None
     return f"ortools {getattr(ortools, '__version__', 'unknown')} / CP-SAT"
@@ -86,6 +89,12 @@ class ORToolsCPSATBackend(Backend):
     def version(self) -> str | None:
         """``"ortools <version> / CP-SAT"``, or ``None`` when OR-Tools (or its CP-SAT module) is missing."""
         return _cpsat_version()
+
+    def check(self, problem: Problem, params: SolveParams) -> None:
+        """The declared capabilities; also imports CP-SAT here, in the parent, so a forked solve does not pay it."""
+        from ortools.sat.python import cp_model  # noqa: F401
+
+        super().check(problem, params)
 
     def solve(
         self, problem: Problem, params: SolveParams, report: Reporter, hint: np.ndarray | None = None

@@ -63,7 +63,7 @@ class DemoRow:
 def load_model(spec: str, *, trust_pickle: bool = False) -> nn.Module:
     """A reference model by name, or a model file, loaded without running code from the file by default.
 
-    ``spec`` is ``mnist_cnn`` / ``mnist_mlp`` (trained and cached on first use)
+    ``spec`` is ``mnist_cnn`` / ``mnist_mlp`` (the shipped reference weights)
     or a path to:
 
     * an ONNX file (``.onnx``; :func:`smug.load_onnx`: the layers smug's encoders read);
@@ -145,11 +145,12 @@ def load_model(spec: str, *, trust_pickle: bool = False) -> nn.Module:
     raise ConfigError(f"{spec!r} holds a {type(obj).__name__}, not a torch.nn.Module or a state_dict")
 
 
-def capped_config(model: nn.Module, x: Any, config: Config) -> Config:
+def capped_config(model: nn.Module, x: Any, config: Config, *, warn: bool = False) -> Config:
     """``config`` with ``top_k`` capped at the number of neurons of ``model``'s first layer on input ``x``.
 
     The demo's ``top_k=200`` suits the reference CNN (6272 first-layer neurons);
     the reference MLP has 32, so there every neuron is constrained (the active ones).
+    With ``warn`` a capped ``top_k`` gives a ``UserWarning`` naming both numbers.
     """
     from ..encoders import find_first_layer
 
@@ -157,7 +158,16 @@ def capped_config(model: nn.Module, x: Any, config: Config) -> Config:
     if xt.dim() == 3:
         xt = xt.unsqueeze(0)
     n_neurons = find_first_layer(model, config.first_layer, example_input=xt).n_neurons(tuple(xt.shape[1:]))
-    return config if config.top_k <= n_neurons else config.merged(top_k=n_neurons)
+    if config.top_k <= n_neurons:
+        return config
+    if warn:
+        import warnings
+
+        warnings.warn(
+            f"top_k={config.top_k} exceeds the first layer's {n_neurons} neurons; using top_k={n_neurons}",
+            stacklevel=2,
+        )
+    return config.merged(top_k=n_neurons)
 
 
 def load_inputs(dataset: str, split: str, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -232,7 +242,7 @@ def describe(config: Config, extra: dict[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------ text
 def load_text_model(spec: str, vocab_path: str | None = None, *, trust_pickle: bool = False) -> tuple[nn.Module, Any]:
-    """A text model and its vocabulary: ``text_cnn`` (trained and cached on first use) or a saved module.
+    """A text model and its vocabulary: ``text_cnn`` (the shipped reference weights) or a saved module.
 
     A saved module (TorchScript, or ``torch.save(model)`` with ``trust_pickle``:
     see :func:`load_model`) needs ``vocab_path``, a vocabulary written by
