@@ -375,3 +375,23 @@ def test_progress_bars_stay_out_of_logs(library, tmp_path, capfd):
     err = capfd.readouterr().err
     assert "8 cells: 0 done, 8 to run" in err  # the status line is there
     assert "\r" not in err and "cell/s" not in err and "%|" not in err  # the bar is not
+
+
+def test_opening_a_store_waits_out_another_runs_lock_and_other_errors_still_raise():
+    import sqlite3
+
+    from smug.study.store import _retry_locked
+
+    calls = []
+
+    def locked_twice():
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return "opened"
+
+    assert _retry_locked(locked_twice) == "opened" and len(calls) == 3
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        _retry_locked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("no such table: x")))
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # patience runs out: the error, not a hang
+        _retry_locked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")), patience=0.05)

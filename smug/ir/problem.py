@@ -814,8 +814,67 @@ class Problem:
         return _export.to_lp(self)
 
     # ---------------------------------------------------------------- display
+    #: Problems up to this many variables and rows (+ ReLUs) print in full in ``repr`` (for test failures).
+    REPR_FULL_LIMIT = 24
+
     def __repr__(self) -> str:
-        return (
+        head = (
             f"Problem(n_mask={self.n_mask}, n_vars={self.n_vars}, n_binary={self.n_binary}, "
             f"rows={self.n_rows}, nnz={self.A.nnz}, relus={self.n_relu})"
         )
+        if self.n_vars <= self.REPR_FULL_LIMIT and self.n_rows + self.n_relu <= self.REPR_FULL_LIMIT:
+            return head[:-1] + ":\n" + self.describe() + ")"
+        return head
+
+    def describe(self) -> str:
+        """The whole problem as readable text: objective, rows, ReLUs and bounds, every number round-tripping.
+
+        Each float is written with ``repr`` (the shortest text that reads back as
+        the same double), so a failing property test's problem can be rebuilt
+        from what it prints.  ``repr`` uses it for problems of up to
+        :attr:`REPR_FULL_LIMIT` variables and rows.
+        """
+
+        def name(j: int) -> str:
+            return self.var_names[j] if self.var_names else (f"m{j}" if j < self.n_mask else f"x{j}")
+
+        def affine(idx: Any, vals: Any) -> str:
+            terms = [f"{'-' if v < 0 else '+'} {abs(float(v))!r}*{name(int(j))}" for j, v in zip(idx, vals)]
+            text = " ".join(terms) if terms else "0"
+            return text[2:] if text.startswith("+ ") else text
+
+        c = self.objective
+        nz = np.flatnonzero(c)
+        const = f" + {self.objective_constant!r}" if self.objective_constant else ""
+        lines = [f"  minimise {affine(nz, c[nz])}{const}"]
+        A = self.A
+        for i in range(self.n_rows):
+            lo, hi = A.indptr[i], A.indptr[i + 1]
+            op = (
+                {1: ">", -1: "<", 0: "=="}[int(self.sense[i])]
+                if self.strict[i]
+                else {1: ">=", -1: "<=", 0: "=="}[int(self.sense[i])]
+            )
+            tail = f"  (strict, margin {float(self.margin[i])!r})" if self.strict[i] else ""
+            label = self.row_names[i] if self.row_names else f"r{i}"
+            lines.append(f"  {label}: {affine(A.indices[lo:hi], A.data[lo:hi])} {op} {float(self.rhs[i])!r}{tail}")
+        for k in range(self.n_relu):
+            lines.append(
+                f"  relu: {name(int(self.relu_out[k]))} = max(0, {name(int(self.relu_in[k]))})  "
+                f"(input in [{float(self.relu_lb[k])!r}, {float(self.relu_ub[k])!r}])"
+            )
+        bounds = [
+            f"{name(j)} in {{0, 1}}"
+            if self.is_binary[j]
+            else f"{name(j)} in [{float(self.lb[j])!r}, {float(self.ub[j])!r}]"
+            for j in range(self.n_vars)
+            if not (self.is_binary[j] and self.lb[j] == 0 and self.ub[j] == 1)
+        ]
+        n_free_bin = int(
+            sum(1 for j in range(self.n_vars) if self.is_binary[j] and self.lb[j] == 0 and self.ub[j] == 1)
+        )
+        if n_free_bin:
+            lines.append(f"  binary: {n_free_bin} variable(s) in {{0, 1}}")
+        if bounds:
+            lines.append("  bounds: " + ", ".join(bounds))
+        return "\n".join(lines)

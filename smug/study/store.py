@@ -84,6 +84,20 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _retry_locked(step: Any, *, patience: float = 60.0) -> Any:
+    """Run ``step``, retrying for up to ``patience`` s while another process holds the database lock."""
+    deadline = time.monotonic() + patience
+    delay = 0.01
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class Store:
     """A study's store (``<folder>/study.sqlite``); open with ``Store(folder)``, use as a context manager."""
 
@@ -96,13 +110,19 @@ class Store:
             raise ConfigError(f"{str(self.folder)!r} is a file, not a study folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        _retry_locked(lambda: self._set_wal())
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        _retry_locked(lambda: self.db.executescript(_SCHEMA))
         cols = {r[1] for r in self.db.execute("PRAGMA table_info(cells)")}
         if "stats" not in cols:  # a store of an earlier version: add the column, keep its cells
             self.db.execute("ALTER TABLE cells ADD COLUMN stats TEXT")
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+
+    def _set_wal(self) -> None:
+        # switching the journal mode takes an exclusive lock that SQLite's busy timeout does not
+        # wait for; a second run opening the store at the same moment retries (see _retry_locked)
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self.db.execute("PRAGMA journal_mode=WAL")
 
     # ------------------------------------------------------------ lifecycle
     def close(self) -> None:
