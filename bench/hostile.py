@@ -39,7 +39,7 @@ from smug.solving.registry import backend_table
 from smug.testing import exact_optimum, exactly_feasible, hostile_problems
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backends import Before  # noqa: E402  (the worker for another revision)
+from _before import Before  # noqa: E402  (the worker for another revision)
 
 ROOT = Path(__file__).resolve().parents[1]
 
