@@ -1,7 +1,8 @@
 """The reference weights and the review corpus that ship inside the package, each checked against a recorded hash.
 
 ``smug/zoo/weights/`` holds the weights of ``mnist_mlp``, ``mnist_cnn`` and
-``text_cnn`` (with the text CNN's vocabulary) and the metrics recorded when they
+``text_cnn`` (with the text CNN's vocabulary), of the model of the MNIST data
+``mnist_vae`` (:func:`smug.methods.reconstruct.train_vae`) and the metrics recorded when they
 were trained, all by smug's own seeded training code (:func:`smug.zoo.models.train`,
 :func:`smug.zoo.text.train_text_cnn`, seed 0); ``smug/zoo/corpora/`` holds the
 Rotten Tomatoes snippets (see ``smug/zoo/corpora/README.md`` for their origin and
@@ -12,7 +13,8 @@ Refreshing the shipped weights (a release step, not a run-time one)::
 
     SMUG_CACHE_DIR=/tmp/ship python -c "from smug.zoo.models import pretrained as p; \\
         from smug.zoo.text import pretrained_text_cnn as t; p('mnist_cnn', retrain=True); \\
-        p('mnist_mlp', retrain=True); t(retrain=True)"
+        p('mnist_mlp', retrain=True); t(retrain=True); \\
+        from smug.methods.reconstruct import pretrained_vae as v; v(source='cache', retrain=True)"
     python -m smug.zoo.shipped /tmp/ship
 """
 
@@ -42,6 +44,8 @@ _WEIGHT_FILES = (
     "text_cnn.pt",
     "text_cnn.vocab.json",
     "text_cnn.json",
+    "mnist_vae.pt",
+    "mnist_vae.json",
 )
 _CORPUS_FILES = ("rotten_tomatoes_corpus_full.csv.bz2",)
 
