@@ -422,7 +422,7 @@ CLI_CASES = [
         "unknown backend 'ortools:sicp'",
     ),
     ("evaluate-unknown-method", ["evaluate", "mnist_mlp", "--methods", "lime"], "unknown method 'lime'"),
-    ("evaluate-text-unknown-method", ["evaluate", "text_cnn", "--methods", "pathwaygrad"], "unknown text method"),
+    ("evaluate-text-unknown-method", ["evaluate", "text_cnn", "--methods", "feature-ablation"], "unknown text method"),
     ("evaluate-missing-model", ["evaluate", "nothere.pt"], "neither a reference model"),
     ("evaluate-zero-n", ["evaluate", "mnist_mlp", "--n", "0"], "--n must be a positive integer"),
     ("evaluate-zero-figure-inputs", ["evaluate", "mnist_mlp", "--figure-inputs", "0"], "--figure-inputs must be"),

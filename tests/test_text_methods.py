@@ -1,4 +1,5 @@
-"""Text baselines (IG / gradient / occlusion on embeddings), the text metrics, and the text study."""
+"""Text baselines (IG / gradient / occlusion on embeddings), PathwayGrad and the optimised mask on text, the text
+metrics, and the text study."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from smug.errors import ShapeError, ValidationError
-from smug.methods.text import TextIntegratedGradients, TextOcclusion, TextSaliency
+from smug.errors import ConfigError, ShapeError, ValidationError
+from smug.methods.text import (
+    TextIntegratedGradients,
+    TextOcclusion,
+    TextOptimisedMask,
+    TextPathwayGrad,
+    TextSaliency,
+)
 from smug.study.metrics import best_text_saliency_metric, text_insertion_deletion, text_saliency_metric
 from smug.zoo.text import TextCNN
 
@@ -106,3 +113,161 @@ def test_text_study_writes_rows_tables_and_figures(tmp_path) -> None:
     assert res.paths["figure"].stat().st_size > 5000 and "<h2>" in res.paths["figure_html"].read_text()
     again = run_text_study(n=2, methods=["smug:ortools:cbc", "occlusion"], out_dir=tmp_path, progress=False)
     assert len(again.rows) == 4  # resumed: nothing recomputed, nothing duplicated
+
+
+# ------------------------------------------------------------- PathwayGrad and the optimised mask on text
+@pytest.fixture(scope="module")
+def text_cnn():
+    """The shipped reference text CNN (float32, loads without training), its vocabulary and three reviews' ids."""
+    from smug.zoo.text import pretrained_text_cnn
+
+    model, vocab = pretrained_text_cnn(source="shipped")
+    reviews = [
+        "an exhaustive investigation into the roots and after-effects of the french counter-revolution",
+        "the director seems to take an unseemly pleasure in the characters ' misery and at the same time",
+        "a gripping , funny and moving film",
+    ]
+    return model, vocab, [vocab.encode(r) for r in reviews]
+
+
+def _plain_gradient(model: nn.Module, ids: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dS/de, e) by plain autograd on ``forward_embedded``: the reference TextPathwayGrad must reproduce."""
+    emb = model.embedding(ids).detach().requires_grad_(True)
+    out = model.forward_embedded(emb)
+    (g,) = torch.autograd.grad(out.gather(1, target.view(-1, 1)).sum(), emb)
+    return g, emb.detach()
+
+
+@pytest.mark.parametrize("contribution", ["taylor", "ig"])
+def test_text_pathwaygrad_with_sparsity_zero_is_exactly_the_embedding_gradient(text_cnn, contribution) -> None:
+    import copy
+
+    model, _, seqs = text_cnn
+    m64 = copy.deepcopy(model).double()
+    L = min(len(seqs[0]), len(seqs[1]))
+    ids = torch.tensor([seqs[0][:L], seqs[1][:L]])  # two reviews in one batch
+    with torch.no_grad():
+        target = m64(ids).argmax(1)
+    g, emb = _plain_gradient(m64, ids, target)
+    pg = TextPathwayGrad(m64, sparsity=0, contribution=contribution, ig_steps=4)
+    norm = pg.attribute(ids)
+    assert norm.shape == (2, L) and norm.dtype == torch.float64
+    assert torch.equal(norm, g.norm(dim=-1))  # bit for bit, not merely close
+    summed = TextPathwayGrad(m64, sparsity=0, contribution=contribution, ig_steps=4, reduce="sum").attribute(ids)
+    assert torch.equal(summed, (g * emb).sum(dim=-1))
+    # the float32 model agrees with TextSaliency (Captum's layer gradient), the same reduction
+    torch.testing.assert_close(
+        TextPathwayGrad(model, sparsity=0).attribute(ids), TextSaliency(model).attribute(ids), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_text_pathwaygrad_keeps_the_requested_fraction_and_gates_the_gradient(text_cnn) -> None:
+    import copy
+
+    model, _, seqs = text_cnn
+    m = copy.deepcopy(model).double()
+    ids = torch.tensor([seqs[1]])
+    L = ids.shape[1]
+    pg = TextPathwayGrad(m, sparsity=99)
+    attr = pg.attribute(ids)
+    pw = pg.pathway
+    assert len(pw.sites) == 1 and pw.sites[0].module == "act" and pw.sites[0].shape == (m.conv.out_channels, L)
+    # the Taylor scores |a * dS/da| by hand
+    emb = m.embedding(ids).detach()
+    a = torch.relu(m.conv(emb.transpose(1, 2))).detach().requires_grad_(True)
+    t = int(pw.targets[0])
+    (ga,) = torch.autograd.grad(m.fc(m.pool(a).flatten(1))[0, t], a)
+    torch.testing.assert_close(pw.scores[0], (a * ga).abs().detach())
+    # np.percentile (linear) at 99 over N distinct scores keeps N - ceil(0.99 (N - 1)) neurons
+    n = m.conv.out_channels * L
+    kept = int(pw.keep[0].sum())
+    assert kept == n - math.ceil(0.99 * (n - 1)) and float(pw.kept_fraction[0]) == pytest.approx(kept / n)
+    assert set(pw.keep[0].unique().tolist()) == {0.0, 1.0}
+    # the attribution is the embedding gradient through the gated network (a * keep), and not the plain one
+    e = emb.clone().requires_grad_(True)
+    h = torch.relu(m.conv(e.transpose(1, 2))) * pw.keep[0]
+    (gh,) = torch.autograd.grad(m.fc(m.pool(h).flatten(1))[0, t], e)
+    torch.testing.assert_close(attr, gh.norm(dim=-1), rtol=1e-12, atol=1e-12)
+    g, _ = _plain_gradient(m, ids, pw.targets)
+    assert not torch.allclose(attr, g.norm(dim=-1), atol=1e-3)
+    # one review's map does not depend on the rest of the batch (thresholds are per sample)
+    both = torch.tensor([seqs[1], seqs[1][::-1]])
+    torch.testing.assert_close(pg.attribute(both)[0], attr[0])
+
+
+def test_text_pathwaygrad_on_padded_ids_gives_finite_maps(text_cnn) -> None:
+    model, vocab, seqs = text_cnn
+    L = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [vocab.pad_id] * (L - len(s)) for s in seqs])
+    attr = TextPathwayGrad(model).attribute(ids)
+    assert attr.shape == (3, L) and torch.isfinite(attr).all() and (attr >= 0).all()
+    # pad positions are scored like any token: their gradient, as TextSaliency gives it
+    torch.testing.assert_close(
+        TextPathwayGrad(model, sparsity=0).attribute(ids), TextSaliency(model).attribute(ids), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_text_optimised_mask_is_seeded_and_reproducible(text_cnn) -> None:
+    model, vocab, seqs = text_cnn
+    L = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [vocab.pad_id] * (L - len(s)) for s in seqs])
+    kw = dict(steps=300, batch=50)
+    a = TextOptimisedMask(model, seed=3, **kw).attribute(ids)
+    b = TextOptimisedMask(model, seed=3, **kw).attribute(ids)
+    c = TextOptimisedMask(model, seed=4, **kw).attribute(ids)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == (3, L) and torch.isfinite(a).all() and float(a.min()) >= 0
+    assert torch.equal(a.amax(dim=1), torch.ones(3))  # each map scaled to a maximum of 1
+    assert (a[ids == vocab.pad_id] == 0).all() and (ids == vocab.pad_id).any()  # pads: 0
+    # a text's map does not depend on the rest of the batch (a fresh generator per text)
+    assert torch.equal(TextOptimisedMask(model, seed=3, **kw).attribute(ids[2:]), a[2:])
+
+
+def test_text_optimised_mask_finds_the_only_informative_token() -> None:
+    ids = torch.tensor([[2, 3, 2, 1, 3, 2]])  # only token 1 (position 3) moves the logits
+    sal = TextOptimisedMask(_Bag(), steps=2000, batch=100, seed=0).attribute(ids)[0]
+    assert int(sal.argmax()) == 3 and float(sal[3]) == 1.0
+    assert float(sal[[0, 1, 2, 4, 5]].max()) < 0.5
+
+
+def test_text_pathwaygrad_and_optimised_mask_refuse_bad_settings_and_inputs(text_cnn) -> None:
+    model, _, seqs = text_cnn
+    ids = torch.tensor([seqs[2]])
+    with pytest.raises(ValidationError, match="no ReLU call.*TextSaliency"):
+        TextPathwayGrad(_Bag()).attribute(torch.tensor([[1, 2]]))
+    with pytest.raises(ValidationError, match="no nn.Embedding"):
+        TextPathwayGrad(nn.Sequential(nn.Linear(3, 2), nn.ReLU()))
+    for kw in ({"sparsity": 100}, {"sparsity": -1}, {"sparsity": "90"}, {"contribution": "lrp"}, {"ig_steps": 0},
+               {"batch": 0}, {"reduce": "mean"}):  # fmt: skip
+        with pytest.raises(ConfigError):
+            TextPathwayGrad(model, **kw)
+    for kw in ({"steps": 0}, {"steps": -5}, {"steps": 2.5}, {"batch": 0}, {"p_on": 0}, {"p_on": 1.0},
+               {"eta": -0.1}, {"kappa": float("nan")}, {"seed": 1.5}, {"seed": True}):  # fmt: skip
+        with pytest.raises(ConfigError):
+            TextOptimisedMask(model, **kw)
+    for method in (TextPathwayGrad(model), TextOptimisedMask(model, steps=10)):
+        with pytest.raises(ShapeError, match="integer tensor"):
+            method.attribute(ids.float())
+        with pytest.raises(ShapeError, match="integer tensor"):
+            method.attribute(ids.unsqueeze(0))
+        with pytest.raises(ShapeError, match="no tokens"):
+            method.attribute(torch.zeros(1, 0, dtype=torch.long))
+        with pytest.raises(ValidationError, match="vocabulary"):
+            method.attribute(torch.tensor([[2, model.embedding.num_embeddings]]))
+        with pytest.raises(ValidationError, match="out of range"):
+            method.attribute(ids, target=7)
+
+
+def test_text_study_registers_pathwaygrad_and_the_optimised_mask(tmp_path) -> None:
+    from smug.study.evaluate import TEXT_METHODS, _check_text_method, run_text_study
+
+    assert {"pathwaygrad", "optimised-mask"} <= set(TEXT_METHODS)
+    for name in ("pathwaygrad", "optimised-mask"):
+        _check_text_method(name)
+    res = run_text_study(n=2, methods=["pathwaygrad", "optimised-mask"], out_dir=tmp_path, progress=False,
+                         figure_inputs=1)  # fmt: skip
+    assert len(res.rows) == 4 and not any(r.get("error") for r in res.rows)
+    for r in res.rows:
+        assert math.isfinite(r["saliency_metric"]) and 0 < r["mass90_fraction"] <= 1
+    om = np.load(tmp_path / "text_cnn" / "maps" / "optimised-mask" / "00000.npy")
+    assert om.ndim == 1 and float(om.max()) == 1.0

@@ -17,11 +17,15 @@ of model outcome", ICPR 2020.  ``batch`` independent chains run side by side
 So a chain lingers on masks that keep the prediction and reshuffles masks that
 lose it.  Every evaluated (upsampled, weighted) mask is accumulated; the map is
 ``max(acc - kappa * mean(acc), 0)`` normalised to a maximum of 1.
+
+The chains and the final map are input-agnostic (:func:`_chains`, :func:`_saliency`);
+:class:`smug.methods.text.TextOptimisedMask` runs the same chains over token positions.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -33,6 +37,69 @@ from ._common import check_inputs, check_model, resolve_targets
 from ._common import positive_int as _positive_int
 
 __all__ = ["OptimisedMask"]
+
+
+def _check_chain_params(p_on: Any, eta: Any, kappa: Any, seed: Any) -> None:
+    """A :class:`~smug.errors.ConfigError` for a bad ``p_on``, ``eta``, ``kappa`` or ``seed``."""
+    if isinstance(p_on, bool) or not isinstance(p_on, (int, float)) or not 0 < p_on < 1:
+        raise ConfigError(f"p_on must be a probability in (0, 1), got {p_on!r}")
+    for name, v in (("eta", eta), ("kappa", kappa)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an int, got {seed!r}")
+
+
+def _chains(
+    evaluate: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    gen: torch.Generator,
+    *,
+    cells: tuple[int, ...],
+    size: tuple[int, ...],
+    steps: int,
+    batch: int,
+    p_on: float,
+    eta: float,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """Run ``min(batch, steps)`` chains side by side until ``steps`` masks are evaluated; their float64 sum.
+
+    ``evaluate(weight)`` takes the chains' cell weights ``(n, *cells)`` and returns the masks it applied
+    ``(n, *size)`` and the target's probability under each ``(n,)``; it may draw from ``gen`` too.
+    """
+    n = min(batch, steps)
+    ones = [1] * len(cells)
+    on = torch.rand((n, *cells), generator=gen) < p_on
+    weight = on.to(dtype)
+    acc = torch.zeros(size, dtype=torch.float64)
+    p_prev: torch.Tensor | None = None
+    done = 0
+    while done < steps:
+        k = min(n, steps - done)  # the last step may count only some of the chains
+        masks, p = evaluate(weight)
+        acc += masks[:k].sum(0).double()
+        done += k
+        pk = p.view(n, *ones)
+        u = torch.rand((n, *cells), generator=gen)
+        stay = on & (u < pk)
+        new = ~on & (u < 1 - pk)
+        change = torch.zeros_like(p) if p_prev is None else (p - p_prev).abs()
+        w_new = (1 - eta * change).clamp(0, 1).view(n, *ones).expand_as(weight)
+        weight = torch.where(stay, weight, torch.where(new, w_new, torch.zeros_like(weight)))
+        on = stay | new
+        p_prev = p
+    return acc
+
+
+def _saliency(acc: torch.Tensor, kappa: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """``max(acc - kappa * mean(acc), 0)`` scaled to a maximum of 1; with ``valid`` (bool, like ``acc``)
+    the mean is over the valid entries only and the others are 0."""
+    mean = acc.mean() if valid is None else acc[valid].mean()
+    sal = (acc - kappa * mean).clamp(min=0)
+    if valid is not None:
+        sal = torch.where(valid, sal, torch.zeros_like(sal))
+    top = sal.max()
+    return sal / top if top > 0 else sal
 
 
 class OptimisedMask:
@@ -70,13 +137,7 @@ class OptimisedMask:
         self.grid = _positive_int("grid", grid)
         self.steps = _positive_int("steps", steps)
         self.batch = _positive_int("batch", batch)
-        if not isinstance(p_on, (int, float)) or not 0 < p_on < 1:
-            raise ConfigError(f"p_on must be a probability in (0, 1), got {p_on!r}")
-        for name, v in (("eta", eta), ("kappa", kappa)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"seed must be an int, got {seed!r}")
+        _check_chain_params(p_on, eta, kappa, seed)
         self.p_on = float(p_on)
         self.eta = float(eta)
         self.kappa = float(kappa)
@@ -101,31 +162,16 @@ class OptimisedMask:
         gen = torch.Generator().manual_seed(self.seed)
         _, H, W = x.shape
         base = base.expand_as(x)
-        n = min(self.batch, self.steps)
-        on = torch.rand((n, self.grid, self.grid), generator=gen) < self.p_on
-        weight = on.to(x.dtype)
-        acc = torch.zeros((H, W), dtype=torch.float64)
-        p_prev: torch.Tensor | None = None
-        done = 0
-        while done < self.steps:
-            k = min(n, self.steps - done)  # the last step may count only some of the chains
+
+        def evaluate(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             masks = self._upsample(weight, (H, W), gen)
             with torch.no_grad():
                 p = torch.softmax(self.model(base + masks.unsqueeze(1) * (x - base)), dim=1)[:, target].to(x.dtype)
-            acc += masks[:k].sum(0).double()
-            done += k
-            pk = p.view(n, 1, 1)
-            u = torch.rand((n, self.grid, self.grid), generator=gen)
-            stay = on & (u < pk)
-            new = ~on & (u < 1 - pk)
-            change = torch.zeros_like(p) if p_prev is None else (p - p_prev).abs()
-            w_new = (1 - self.eta * change).clamp(0, 1).view(n, 1, 1).expand_as(weight)
-            weight = torch.where(stay, weight, torch.where(new, w_new, torch.zeros_like(weight)))
-            on = stay | new
-            p_prev = p
-        sal = (acc - self.kappa * acc.mean()).clamp(min=0)
-        top = sal.max()
-        return (sal / top if top > 0 else sal).to(x.dtype)
+            return masks, p
+
+        acc = _chains(evaluate, gen, cells=(self.grid, self.grid), size=(H, W), steps=self.steps,
+                      batch=self.batch, p_on=self.p_on, eta=self.eta, dtype=x.dtype)  # fmt: skip
+        return _saliency(acc, self.kappa).to(x.dtype)
 
     def attribute(self, inputs: Any, target: Any = None) -> torch.Tensor:
         """The optimised-mask saliency of each input.

@@ -129,13 +129,21 @@ class _ReluMode(TorchFunctionMode):
         return res
 
 
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
 def _run(
     model: nn.Module,
     x: torch.Tensor,
     on_site: Callable[[int, torch.Tensor, bool, str], torch.Tensor],
     grad: bool = True,
+    forward: Forward | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """One forward pass with every ReLU output routed through ``on_site``: (output, number of sites)."""
+    """One forward pass with every ReLU output routed through ``on_site``: (output, number of sites).
+
+    ``forward`` (default: ``model`` itself) computes the output from ``x``, e.g. a text model run from its
+    embeddings; the module names in the sites are ``model``'s either way.
+    """
     stack: list[str] = []
     handles = []
 
@@ -155,7 +163,7 @@ def _run(
     mode = _ReluMode(on_site, stack)
     try:
         with torch.set_grad_enabled(grad), mode:
-            out = model(x)
+            out = (model if forward is None else forward)(x)
     finally:
         for h in handles:
             h.remove()
@@ -218,7 +226,9 @@ class PathwayGrad:
         self.pathway: Pathway | None = None
 
     # ------------------------------------------------------------------ scoring
-    def _record(self, x: torch.Tensor, targets: torch.Tensor) -> tuple[list[ReluSite], list[torch.Tensor]]:
+    def _record(
+        self, x: torch.Tensor, targets: torch.Tensor, forward: Forward | None = None
+    ) -> tuple[list[ReluSite], list[torch.Tensor]]:
         """Sites and Taylor contributions ``|a * dS/da|`` (the gradient of S w.r.t. a unit gate is ``a dS/da``)."""
         bsz = x.shape[0]
         sites: list[ReluSite] = []
@@ -235,7 +245,7 @@ class PathwayGrad:
             gates.append(g)
             return out * g
 
-        out, _ = _run(self.model, x, on_site)
+        out, _ = _run(self.model, x, on_site, forward=forward)
         if not sites:
             raise ValidationError(
                 f"{type(self.model).__name__} makes no ReLU call (nn.ReLU, F.relu, torch.relu, Tensor.relu); "
@@ -248,7 +258,9 @@ class PathwayGrad:
         ]
         return sites, scores
 
-    def _ig_scores(self, x: torch.Tensor, targets: torch.Tensor, sites: list[ReluSite]) -> list[torch.Tensor]:
+    def _ig_scores(
+        self, x: torch.Tensor, targets: torch.Tensor, sites: list[ReluSite], forward: Forward | None = None
+    ) -> list[torch.Tensor]:
         """Neuron-level IG per site: scale site ``l`` by alpha (others unchanged), ``mean_alpha dS/d(gate)``."""
         bsz = x.shape[0]
         alphas = (torch.arange(self.ig_steps, dtype=x.dtype) + 0.5) / self.ig_steps
@@ -265,7 +277,7 @@ class PathwayGrad:
                 def on_site(i: int, out: torch.Tensor, inplace: bool, module: str, g=gate, s=site) -> torch.Tensor:
                     return out * g.to(out.dtype) if i == s.index else out
 
-                out, count = _run(self.model, xs, on_site)
+                out, count = _run(self.model, xs, on_site, forward=forward)
                 if count != len(sites):
                     raise ValidationError(
                         f"the model made {count} ReLU calls on a scaled pass but {len(sites)} on the first pass; "
@@ -280,10 +292,13 @@ class PathwayGrad:
     def critical_pathway(self, inputs: Any, target: Any = None) -> Pathway:
         """Score every ReLU neuron and keep the critical pathway (no attribution)."""
         x = check_inputs(inputs)
-        targets = resolve_targets(self.model, x, target)
-        sites, scores = self._record(x, targets)
+        return self._pathway(x, resolve_targets(self.model, x, target))
+
+    def _pathway(self, x: torch.Tensor, targets: torch.Tensor, forward: Forward | None = None) -> Pathway:
+        """The critical pathway of ``x`` (checked) for ``targets`` (resolved), run through ``forward``."""
+        sites, scores = self._record(x, targets, forward)
         if self.contribution == "ig":
-            scores = self._ig_scores(x, targets, sites)
+            scores = self._ig_scores(x, targets, sites, forward)
         flat = torch.cat([s.flatten(1) for s in scores], dim=1).double().numpy()
         thresholds = np.percentile(flat, self.sparsity, axis=1)
         keep = []
@@ -309,6 +324,10 @@ class PathwayGrad:
         x = check_inputs(inputs)
         pathway = self.critical_pathway(x, target)
         self.pathway = pathway
+        return self._gated_gradient(x, pathway)
+
+    def _gated_gradient(self, x: torch.Tensor, pathway: Pathway, forward: Forward | None = None) -> torch.Tensor:
+        """``dS/dx`` through the network with the neurons outside ``pathway`` zeroed, run through ``forward``."""
         xg = x.clone().requires_grad_(True)
 
         def on_site(i: int, out: torch.Tensor, inplace: bool, module: str) -> torch.Tensor:
@@ -316,6 +335,6 @@ class PathwayGrad:
                 raise ValidationError("the model made more ReLU calls on the gated pass than on the first pass")
             return out * pathway.keep[i].to(out.dtype)
 
-        out, _ = _run(self.model, xg, on_site)
+        out, _ = _run(self.model, xg, on_site, forward=forward)
         (grad,) = torch.autograd.grad(target_logits(out, pathway.targets).sum(), [xg], allow_unused=True)
         return torch.zeros_like(x) if grad is None else grad.detach()

@@ -36,8 +36,8 @@ rerun retries those inputs.
 
 :func:`run_text_study` does the same for the reference text CNN on the first
 ``n`` Rotten Tomatoes test reviews, with the text methods (SMUG on tokens,
-Integrated Gradients and the gradient norm on the embeddings, token occlusion;
-:mod:`smug.methods.text`) and the text metrics: the saliency metric's text
+PathwayGrad, Integrated Gradients and the gradient norm on the embeddings, the
+optimised mask over tokens, token occlusion; :mod:`smug.methods.text`) and the text metrics: the saliency metric's text
 form, best over thresholds of each token map (:func:`smug.study.metrics.best_text_saliency_metric`;
 ``box_area`` then holds the kept-token fraction and ``box_probability`` the
 probability with only those tokens), sparsity over tokens, and insertion /
@@ -102,6 +102,8 @@ IMAGE_METHODS: tuple[str, ...] = (
 TEXT_METHODS: tuple[str, ...] = (
     "smug:ortools:scip",
     "smug:z3",
+    "pathwaygrad",
+    "optimised-mask",
     "integrated-gradients",
     "saliency",
     "occlusion",
@@ -565,7 +567,7 @@ class _SmugText:
         return self.mm.attribute(ids, target=target)
 
 
-_TEXT_TABLE_NAMES = ("integrated-gradients", "saliency", "occlusion")
+_TEXT_TABLE_NAMES = ("pathwaygrad", "optimised-mask", "integrated-gradients", "saliency", "occlusion")
 
 
 def _check_text_method(name: Any) -> None:
@@ -581,11 +583,19 @@ def _check_text_method(name: Any) -> None:
 
 def _text_method(name: str, model: Any, vocab: Any, options: dict[str, Any]) -> tuple[Any, str]:
     """(attributor, map mode) of a text method."""
-    from ..methods.text import TextIntegratedGradients, TextOcclusion, TextSaliency
+    from ..methods.text import (
+        TextIntegratedGradients,
+        TextOcclusion,
+        TextOptimisedMask,
+        TextPathwayGrad,
+        TextSaliency,
+    )
 
     if name.startswith("smug"):
         return _SmugText(model, vocab, name.split(":", 1)[1] if ":" in name else "ortools:scip"), "identity"
-    table = {
+    table = {  # gradient norms and the optimised mask are non-negative already
+        "pathwaygrad": (TextPathwayGrad, "identity"),
+        "optimised-mask": (TextOptimisedMask, "identity"),
         "integrated-gradients": (TextIntegratedGradients, "positive"),
         "saliency": (TextSaliency, "identity"),
         "occlusion": (TextOcclusion, "positive"),
