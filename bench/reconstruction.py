@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in (0, 1, 2):
         x = images[i]
         pred = int(cnn(x.unsqueeze(0)).argmax(1))
-        maps = _maps(cnn, x, pred, ["smug", "integrated-gradients"], {})
+        maps = _maps(cnn, x, pred, ["smug", "integrated-gradients", "saliency"], {})
         maps["random-patches"] = _patch_map(rng, 28, 28)
         examples.append((x, maps))
     grid = plot_reconstruction_grid(

@@ -92,7 +92,8 @@ def run_reconstruction_study(
         methods: registry names (:func:`smug.methods.method_names`) whose maps are scored.
         keeps: kept fractions, each in ``(0, 1]``.
         n: variations per (input, method, fraction).
-        steps, step_size: the Langevin run (see :func:`smug.methods.reconstruct.reconstruct`).
+        steps: Langevin steps (see :func:`smug.methods.reconstruct.reconstruct`).
+        step_size: the Langevin run's first step size.
         seed: seeds every draw; input ``i`` uses ``seed + i``, so rows do not depend on which other inputs run.
         indices: the inputs' ids written into the rows (default ``0..N-1``).
         method_options: constructor options per method name.
@@ -274,7 +275,7 @@ def plot_reconstruction_grid(
             ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()) if title else None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
