@@ -157,6 +157,19 @@ def test_the_shipped_model_of_the_data_and_its_recorded_metrics(vae):
     assert [p.requires_grad for p in vae.parameters()] == was and not vae.training
 
 
+def test_the_vae_loads_from_the_cache_as_from_the_package(vae, tmp_path, monkeypatch):
+    import shutil
+
+    from smug.zoo.shipped import shipped_file
+
+    monkeypatch.setenv("SMUG_CACHE_DIR", str(tmp_path))
+    shutil.copyfile(shipped_file("mnist_vae.pt"), tmp_path / "mnist_vae.pt")
+    cached = pretrained_vae(source="cache")
+    assert all(torch.equal(a, b) for a, b in zip(cached.state_dict().values(), vae.state_dict().values()))
+    with pytest.raises(ValueError, match="source must be one of"):
+        pretrained_vae(source="nowhere")
+
+
 @pytest.mark.slow
 def test_retraining_the_vae_reproduces_the_recorded_metrics(request):
     from smug.methods.reconstruct import train_vae

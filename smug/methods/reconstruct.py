@@ -34,8 +34,7 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -203,35 +202,16 @@ def pretrained_vae(*, source: str = "auto", retrain: bool = False, progress: boo
     Raises:
         smug.zoo.shipped.ShippedDataError: ``source="shipped"`` and the shipped file is missing or damaged.
     """
-    from ..zoo.models import _weights_path, atomic_write, check_source
-    from ..zoo.shipped import ShippedDataError, shipped_file
-
-    check_source(source)
+    from ..zoo.models import shipped_or_cached
 
     def load(path: Any) -> MnistVAE:
         state = torch.load(path, map_location="cpu", weights_only=True)
         vae = MnistVAE(state["from_code.weight"].shape[1])
         vae.load_state_dict(state, strict=True)
-        return vae.float().eval()
+        return vae
 
-    if not retrain and source != "cache":
-        try:
-            return load(shipped_file(f"{VAE_NAME}.pt"))
-        except ShippedDataError as exc:
-            if source == "shipped":
-                raise
-            warnings.warn(f"{exc}; using the cache instead", RuntimeWarning, stacklevel=2)
-    path = _weights_path(VAE_NAME)
-    if not retrain and path.exists():
-        try:
-            return load(path)
-        except Exception as exc:  # noqa: BLE001 -- a corrupt cache is retrained
-            warnings.warn(f"cached {path} could not be loaded ({exc}); retraining", RuntimeWarning, stacklevel=2)
-    vae, metrics = train_vae(progress=progress)
-    atomic_write(path.with_suffix(".json"), lambda fh: fh.write(json.dumps(metrics, indent=2) + "\n"), binary=False)
-    state = {k: v.detach().cpu() for k, v in vae.state_dict().items()}
-    atomic_write(path, lambda fh: torch.save(state, fh), binary=True)
-    return vae
+    model = shipped_or_cached(VAE_NAME, load, lambda: train_vae(progress=progress), source=source, retrain=retrain)
+    return cast(MnistVAE, model)
 
 
 def vae_metrics() -> dict[str, Any]:

@@ -340,31 +340,51 @@ def pretrained(name: str, *, retrain: bool = False, progress: bool = True, sourc
         smug.zoo.shipped.ShippedDataError: ``source="shipped"`` and the shipped file is missing or damaged.
     """
     _check_name(name)
+    return shipped_or_cached(
+        name, lambda path: _load(name, path), lambda: train(name, progress=progress), source=source, retrain=retrain
+    )
+
+
+def shipped_or_cached(
+    name: str,
+    load: Callable[[Path], nn.Module],
+    train_model: Callable[[], tuple[nn.Module, dict[str, Any]]],
+    *,
+    source: str = "auto",
+    retrain: bool = False,
+) -> nn.Module:
+    """The loading rule of every reference model: shipped weights, else the cache, else train and cache.
+
+    ``load(path)`` builds the model from a weights file; ``train_model()`` returns
+    ``(model, metrics)``, written to the cache as ``<name>.pt`` and ``<name>.json``.
+    ``source`` and ``retrain`` as in :func:`pretrained` (which this serves, as does
+    :func:`smug.methods.reconstruct.pretrained_vae`). Returns the model, float32, in eval mode.
+    """
     check_source(source)
     if not retrain and source != "cache":
         from .shipped import ShippedDataError, shipped_file
 
         try:
-            return _load(name, shipped_file(f"{name}.pt")).float().eval()
+            return load(shipped_file(f"{name}.pt")).float().eval()
         except ShippedDataError as exc:
             if source == "shipped":
                 raise
-            warnings.warn(f"{exc}; using the cache instead", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"{exc}; using the cache instead", RuntimeWarning, stacklevel=3)
     weights = _weights_path(name)
     if not retrain and weights.exists():
         try:
-            model = _load(name)
+            model = load(weights)
         except Exception as exc:  # noqa: BLE001 -- corrupt or incompatible cache: retrain
             warnings.warn(
                 f"cached weights {weights} could not be loaded ({type(exc).__name__}: {exc}); "
                 f"retraining {name!r} and overwriting the cache",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         else:
             return model.float().eval()
 
-    model, metrics = train(name, progress=progress)
+    model, metrics = train_model()
     _save(name, model, metrics)
     return model.float().eval()
 
