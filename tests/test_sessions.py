@@ -220,3 +220,25 @@ def test_removed_rows_and_freed_bounds_are_gone(backend, certify):
         s.add_rows([[1.0, 0.0, 0.0]], "<=", [1.0], strict=[True], margin=[margin])  # x0 < 1: x0 off
         sol = s.solve()
         assert sol.exact_objective == 2 and sol.verified
+
+
+def test_certification_gets_what_the_answer_left_of_the_limit_not_a_fresh_limit(monkeypatch):
+    """One deadline covers the backend's answer and its certification: an answer that used the whole
+    limit is not certified on a limit of its own, and the certifier is not even opened."""
+    from smug.solving import session as S
+
+    p = smug.Problem.from_json(str(Path(__file__).parent / "data" / "smug_digits_problem.json"))
+    orig = S.SessionWorker.answer
+
+    def slow(self, params, report, with_objective):
+        time.sleep(params.time_limit + 0.2)  # the backend's answer takes the whole limit
+        return orig(self, params, report, with_objective)
+
+    with smug.open_session(p, "ortools:highs", isolate=False) as s:
+        fresh = s.solve(time_limit=30)
+        assert fresh.status == Status.OPTIMAL and s._worker.cert is not None  # certified by the exact certifier
+    monkeypatch.setattr(S.SessionWorker, "answer", slow)
+    with smug.open_session(p, "ortools:highs", isolate=False) as s:
+        sol = s.solve(time_limit=1.0)
+        assert sol.status != Status.OPTIMAL and "time limit was reached before" in sol.message
+        assert s._worker.cert is None  # no exact session opened after the deadline

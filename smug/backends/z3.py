@@ -418,14 +418,21 @@ class _Z3Session(SatSession):
         self._guards = 0
 
     # -- changes
-    def _guarded(self, assertion: str) -> Any:
-        """Assert ``(=> g body)`` for ``(assert body)`` with a fresh guard ``g``; returns ``g``."""
+    def _guarded(self, assertion: str, cols: Any) -> Any:
+        """Assert ``(=> g body)`` for ``(assert body)`` with a fresh guard ``g``; returns ``g``.
+
+        ``cols`` are the columns ``body`` mentions: only their declarations go to the parser (z3's
+        Python API converts the whole ``decls`` dict on every call, which made a change to many
+        bounds quadratic in the problem's size).
+        """
         z3 = self.z3
         g = f"g{self._guards}"
         self._guards += 1
         body = assertion[len("(assert ") : -1]
         text = f"(declare-const {g} Bool)(assert (=> {g} {body}))"
-        self.solver.add(*list(z3.parse_smt2_string(text, decls=self.decls, ctx=self.ctx)))
+        names = self.low.symbols
+        decls = {names[j]: self.decls[names[j]] for j in np.asarray(cols).tolist() if names[j] in self.decls}
+        self.solver.add(*list(z3.parse_smt2_string(text, decls=decls, ctx=self.ctx)))
         return z3.Bool(g, self.ctx)
 
     def _retire(self, key: tuple[str, int]) -> None:
@@ -448,7 +455,7 @@ class _Z3Session(SatSession):
             elif (lo, hi) != (float(p.lb[j]), float(p.ub[j])):
                 s = self.low.symbols[j]
                 self.assume[key] = self._guarded(
-                    f"(assert (<= {smt_number(Fraction(lo))} {s} {smt_number(Fraction(hi))}))"
+                    f"(assert (<= {smt_number(Fraction(lo))} {s} {smt_number(Fraction(hi))}))", [j]
                 )
 
     def add_rows(
@@ -460,7 +467,7 @@ class _Z3Session(SatSession):
             lo, hi = A.indptr[k], A.indptr[k + 1]
             text = lower_row(self.low, self.problem, A.indices[lo:hi], A.data[lo:hi], int(sense[k]), rq[k], _PB_LIMIT)
             self._retire(("r", h))
-            self.assume[("r", h)] = self._guarded(text)
+            self.assume[("r", h)] = self._guarded(text, A.indices[lo:hi])
 
     def remove_rows(self, handles: list[int]) -> None:
         """Retire the rows' guards."""
@@ -483,21 +490,21 @@ class _Z3Session(SatSession):
         if timeout is not None and timeout <= 0:
             return "unknown"
         s.set(timeout=_NO_TIMEOUT if timeout is None else max(1, int(timeout * 1000)))  # a session's checks differ
-        s.push()
+        # the bound is a guarded assertion assumed for this check only, not a push/pop scope: z3's first
+        # push() internalises every assertion natively, outside the time limit's watchdog (measured:
+        # minutes on a CNN's robustness encoding), while a check is interruptible
+        extra = []
+        if bound is not None:
+            extra = [self._guarded(self._bound_text(Fraction(bound), strict), self.obj_cols)]
         try:
-            if bound is not None:
-                s.add(
-                    *list(
-                        z3.parse_smt2_string(self._bound_text(Fraction(bound), strict), decls=self.decls, ctx=self.ctx)
-                    )
-                )
-            res = Interrupt(self.ctx, timeout).check(z3, s, *self.assume.values())
+            res = Interrupt(self.ctx, timeout).check(z3, s, *self.assume.values(), *extra)
             if res == z3.sat:
                 self._model = self.reader.read(s.model())
                 return "sat"
             return "unsat" if res == z3.unsat else "unknown"
         finally:
-            s.pop()
+            for g in extra:
+                s.add(z3.Not(g))  # retired for good
 
     def model(self) -> np.ndarray:
         """The assignment of the last ``sat`` answer."""

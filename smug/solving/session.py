@@ -328,13 +328,17 @@ class SessionWorker:
         return ExactAnswer(sol, caps.exact, caps.exact)
 
     def solve(self, params: SolveParams, report: Reporter, with_objective: bool) -> Solution:
-        """Answer a query with exact verdicts: the backend's answer, certified where it is a claim."""
+        """Answer a query with exact verdicts: the backend's answer, certified where it is a claim.
+
+        One deadline covers both: the certification gets what the backend's answer left of
+        ``params.time_limit``, not a fresh limit of its own.
+        """
+        deadline = Deadline(params.time_limit)
         ans = self.answer(params, report, with_objective)
         if ans.exact:
             return ans.solution
         s = ans.solution
         p = self.state.current(with_objective)
-        deadline = Deadline(params.time_limit)
         asker = self._asker(p, params) if self.plan.certify is not False else None
         sol = certify(
             p,
@@ -354,23 +358,28 @@ class SessionWorker:
         return sol
 
     def _asker(self, p: Problem, params: SolveParams) -> Any:
-        """Certification questions on the exact certifier's own session, opened once and kept in step."""
-        if self.cert is None:
-            cb = self.plan.certifier(p)
-            if cb is None:
-                return None
-            cert_plan = Plan(
-                presolve=self.plan.presolve, cuts=False, greedy=False, certify=False, coef_bits=self.plan.coef_bits
-            )
-            self.cert = SessionWorker(self.state.base, cb, params, cert_plan)
-            changed = np.flatnonzero((self.state.lb != self.state.base.lb) | (self.state.ub != self.state.base.ub))
-            if changed.size:
-                self.cert.set_bounds(changed, self.state.lb[changed], self.state.ub[changed])
-            for h, row in self.state.rows.items():
-                self.cert.add_rows([h], row)
-        cert = self.cert
+        """Certification questions on the exact certifier's own session, opened once (on the first
+        question: certify asks none once the deadline has passed) and kept in step."""
+        if self.cert is None and self.plan.certifier(p) is None:
+            return None
+
+        def open_cert() -> SessionWorker:
+            if self.cert is None:
+                cb = self.plan.certifier(p)
+                cert_plan = Plan(
+                    presolve=self.plan.presolve, cuts=False, greedy=False, certify=False, coef_bits=self.plan.coef_bits
+                )
+                cert = SessionWorker(self.state.base, cb, params, cert_plan)
+                changed = np.flatnonzero((self.state.lb != self.state.base.lb) | (self.state.ub != self.state.base.ub))
+                if changed.size:
+                    cert.set_bounds(changed, self.state.lb[changed], self.state.ub[changed])
+                for h, row in self.state.rows.items():
+                    cert.add_rows([h], row)
+                self.cert = cert
+            return self.cert
 
         def ask(extra: Rows | None, dl: Deadline) -> ExactAnswer:
+            cert = open_cert()
             tmp: list[int] = []
             if extra is not None:
                 tmp = [-(k + 1) for k in range(extra.A.shape[0])]  # negative handles: never the caller's
