@@ -31,7 +31,6 @@ controls) is :func:`smug.study.reconstruction.run_reconstruction_study`.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from typing import Any, cast
@@ -214,11 +213,14 @@ def pretrained_vae(*, source: str = "auto", retrain: bool = False, progress: boo
     return cast(MnistVAE, model)
 
 
-def vae_metrics() -> dict[str, Any]:
-    """The metrics recorded when the shipped VAE was trained (see :func:`train_vae`)."""
-    from ..zoo.shipped import shipped_file
+def vae_metrics(*, source: str = "auto") -> dict[str, Any]:
+    """The metrics recorded when the VAE was trained (see :func:`train_vae`): the shipped
+    ``mnist_vae.json``, or the cache's (``source`` as in :func:`pretrained_vae`)."""
+    from ..zoo.models import _metrics_path, recorded_metrics
 
-    return dict(json.loads(shipped_file(f"{VAE_NAME}.json").read_text(encoding="utf-8")))
+    return recorded_metrics(
+        VAE_NAME, _metrics_path(VAE_NAME), source=source, missing="call pretrained_vae(source='cache') first"
+    )
 
 
 def _check_keep(keep: Any) -> float:

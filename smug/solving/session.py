@@ -360,12 +360,12 @@ class SessionWorker:
     def _asker(self, p: Problem, params: SolveParams) -> Any:
         """Certification questions on the exact certifier's own session, opened once (on the first
         question: certify asks none once the deadline has passed) and kept in step."""
-        if self.cert is None and self.plan.certifier(p) is None:
+        cb = self.plan.certifier(p) if self.cert is None else None
+        if self.cert is None and cb is None:
             return None
 
         def open_cert() -> SessionWorker:
             if self.cert is None:
-                cb = self.plan.certifier(p)
                 cert_plan = Plan(
                     presolve=self.plan.presolve, cuts=False, greedy=False, certify=False, coef_bits=self.plan.coef_bits
                 )

@@ -403,6 +403,25 @@ def model_metrics(name: str, *, source: str = "auto") -> dict[str, Any]:
         FileNotFoundError: nothing cached yet; call :func:`pretrained` first.
     """
     _check_name(name)
+    return recorded_metrics(
+        name,
+        _metrics_path(name),
+        source=source,
+        missing=f"call smug.zoo.models.pretrained({name!r}) first, or pretrained({name!r}, retrain=True) "
+        "if its weights are cached without them",
+    )
+
+
+def recorded_metrics(name: str, cache_path: Path, *, source: str = "auto", missing: str) -> dict[str, Any]:
+    """The metrics recorded when reference model ``name`` was trained: the shipped ``<name>.json``
+    (``source="auto"`` or ``"shipped"``), else ``cache_path`` (``source="cache"``, or ``"auto"`` when the
+    shipped file is missing); serves :func:`model_metrics`, :func:`smug.zoo.text.text_model_metrics` and
+    :func:`smug.methods.reconstruct.vae_metrics`.
+
+    Raises:
+        ValueError: an unknown ``source``.
+        FileNotFoundError: nothing cached at ``cache_path``; the message ends with ``missing`` (the fix).
+    """
     check_source(source)
     if source != "cache":
         from .shipped import ShippedDataError, shipped_file
@@ -412,13 +431,9 @@ def model_metrics(name: str, *, source: str = "auto") -> dict[str, Any]:
         except ShippedDataError:
             if source == "shipped":
                 raise
-    path = _metrics_path(name)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = cache_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"no cached metrics for {name!r} at {path}; call smug.zoo.models.pretrained({name!r}) "
-            f"first, or pretrained({name!r}, retrain=True) if its weights are cached without them"
-        ) from None
+        raise FileNotFoundError(f"no cached metrics for {name!r} at {cache_path}; {missing}") from None
     metrics: dict[str, Any] = json.loads(text)
     return metrics

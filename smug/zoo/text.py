@@ -903,22 +903,9 @@ def text_model_metrics(*, source: str = "auto") -> dict[str, Any]:
     Raises:
         FileNotFoundError: nothing cached yet; call :func:`pretrained_text_cnn` first.
     """
-    from .models import check_source
-    from .shipped import ShippedDataError, shipped_file
+    from .models import recorded_metrics
 
-    check_source(source)
-    if source != "cache":
-        try:
-            return dict(json.loads(shipped_file(f"{TEXT_MODEL_NAME}.json").read_text(encoding="utf-8")))
-        except ShippedDataError:
-            if source == "shipped":
-                raise
     _, _, path = _text_paths()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"no cached text-model metrics at {path}; call smug.zoo.text.pretrained_text_cnn() first"
-        ) from None
-    metrics: dict[str, Any] = json.loads(text)
-    return metrics
+    return recorded_metrics(
+        TEXT_MODEL_NAME, path, source=source, missing="call smug.zoo.text.pretrained_text_cnn() first"
+    )
