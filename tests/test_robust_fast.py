@@ -111,8 +111,9 @@ def _z3_robust(net, model, x, target, lo, hi, delta):
     return sol.status == Status.INFEASIBLE
 
 
+@pytest.mark.parametrize("method", ["batched", "lp"])
 @pytest.mark.parametrize("seed", [0, 1, 2, 4, 5, 6])  # seed 3's network is constant near x: never refuted
-def test_lp_branch_and_bound_agrees_with_an_exact_solver(seed):
+def test_lp_branch_and_bound_agrees_with_an_exact_solver(seed, method):
     rng = np.random.default_rng(seed)
     model = _net(seed, hidden=(6, 5) if seed % 2 else (8,))
     net = lower_network(model, (6,))
@@ -131,7 +132,7 @@ def test_lp_branch_and_bound_agrees_with_an_exact_solver(seed):
     for eps in (0.02, 0.1, 0.3, 0.8):
         lo, hi = np.clip(x - eps, 0, 1), np.clip(x + eps, 0, 1)
         for delta in (0.0, 0.5 * m0, 0.95 * m0):
-            r = bab.check(lo, hi, delta, time_limit=30)
+            r = bab.check(lo, hi, delta, time_limit=30, method=method)
             assert r.verdict in ("valid", "invalid"), r
             verdicts.add(r.verdict)
             if r.verdict == "invalid":
@@ -139,6 +140,84 @@ def test_lp_branch_and_bound_agrees_with_an_exact_solver(seed):
                 assert np.all(w >= lo) and np.all(w <= hi) and margins(w[None])[0] <= delta
             assert (r.verdict == "valid") == _z3_robust(net, model, x.reshape(6), t, lo, hi, delta)
     assert verdicts == {"valid", "invalid"}  # both answers were exercised
+
+
+@pytest.mark.parametrize("hidden", [(8,), (6, 5, 4)])
+def test_batched_search_safe_bounds_are_its_float_bounds_and_below_every_point_of_the_node(hidden):
+    """The row duals built from a node's multipliers reproduce its float bound (the mapping onto the LP is
+    right: a wrong one would only weaken the safe bound, which this catches), and the safe bound is below the
+    margin of every sampled input that satisfies the node's phase splits (soundness, by brute force)."""
+    from smug.explain.lpbab import _BatchedSearch
+
+    rng = np.random.default_rng(7)
+    model = _net(11, hidden=hidden)
+    net = lower_network(model, (6,))
+    x = rng.random(6)
+    t = int(net.forward(x).argmax())
+    lo, hi = np.clip(x - 0.4, 0, 1), np.clip(x + 0.4, 0, 1)
+    lo[2] = hi[2] = x[2]  # a fixed input, as in a mask's box
+    bab = LPBranchAndBound(net, t, lambda X: np.zeros(len(X)))
+    _, pre = bab.bounds.crown_and_layers(lo, hi)
+    search = _BatchedSearch(bab, lo, hi, pre, 0.0, 1e-9)
+    nu, B = search.nu, 64
+    assert nu >= 3
+    cls = torch.from_numpy(rng.choice([j for j in range(3) if j != t], size=B))
+    S = torch.from_numpy(rng.integers(-1, 2, size=(B, nu)).astype(np.int8))
+    alpha = torch.from_numpy(rng.random((B, nu)))
+    beta = torch.from_numpy(rng.random((B, nu)) * 0.5)
+    val, _, lams, mus = search._bound(cls, S, alpha, beta, keep=True)
+    safe = search._safe(cls.numpy(), S.numpy(), alpha.numpy(), lams, mus)
+    val = val.numpy()
+    assert np.all(safe <= val + 1e-12) and np.allclose(safe, val, rtol=1e-9, atol=1e-9)
+    # brute force: sampled inputs of the box, their pre-activations, the nodes whose splits they satisfy
+    P = np.vstack([lo + rng.random((20000, 6)) * (hi - lo), np.where(rng.random((4000, 6)) < 0.5, lo, hi)])
+    h, zs = P, []
+    for op in net.ops:
+        if hasattr(op, "W"):
+            h = (op.W @ h.T).T + op.b
+        else:
+            zs.append(h)
+            h = np.maximum(h, 0)
+    z_u = np.hstack([zs[k][:, [i]] for k, i in search.lp.unstable])  # (n_points, nu)
+    hit = 0
+    for r in range(B):
+        s = S.numpy()[r]
+        ok = np.all(np.where(s == 1, z_u >= 0, True) & np.where(s == -1, z_u <= 0, True), axis=1)
+        if ok.any():
+            hit += 1
+            j = int(cls[r])
+            assert safe[r] <= (h[ok, t] - h[ok, j]).min() + 1e-12
+    assert hit >= 10  # the brute force really tested nodes
+
+
+def test_batched_search_optimises_to_the_lp_bound_at_the_root():
+    """At the root (no splits), optimised multipliers give the LP relaxation's optimum (up to the
+    optimiser's convergence): the float search is as tight as GLOP's LP where it matters."""
+    from smug.explain.lpbab import _BatchedSearch, _NodeLP
+
+    rng = np.random.default_rng(1)
+    model = _net(2, n_in=12, hidden=(16,))
+    net = lower_network(model, (12,))
+    x = rng.random(12)
+    t = int(net.forward(x).argmax())
+    lo, hi = np.clip(x - 0.3, 0, 1), np.clip(x + 0.3, 0, 1)
+    bab = LPBranchAndBound(net, t, lambda X: np.zeros(len(X)))
+    _, pre = bab.bounds.crown_and_layers(lo, hi)
+    search = _BatchedSearch(bab, lo, hi, pre, np.inf, 1e-9)
+    j = (t + 1) % 3
+    cls = torch.tensor([j])
+    S = torch.zeros((1, search.nu), dtype=torch.int8)
+    a, b = search._optimise(cls, S, torch.full((1, search.nu), 0.5, dtype=torch.float64),
+                            torch.zeros((1, search.nu), dtype=torch.float64), 300)  # fmt: skip
+    val = float(search._bound(cls, S, a, b)[0][0])
+    lp = _NodeLP(bab, lo, hi, pre)
+    c, c0 = bab._objective(j, lp.lb.size, lp.prev)
+    lp.objective(c)
+    lp.apply({})
+    status, v, y = lp.solve()
+    assert status == "optimal"
+    opt = float(c @ v) + c0
+    assert val <= opt + 1e-9 and val >= opt - 1e-3 * (1 + abs(opt))
 
 
 def test_the_batched_traversal_is_exactly_proven_and_subset_minimal():

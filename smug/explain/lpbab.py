@@ -43,6 +43,7 @@ from ..encoders.network import AffineOp, LoweredNetwork, ReluOp
 __all__ = ["LPBranchAndBound", "BabResult"]
 
 _U = 2.0**-53  # unit round-off of float64
+_DENSE_LIMIT = 20_000_000  # weights (all layers) up to which the batched search holds dense copies
 
 
 @dataclass
@@ -84,8 +85,6 @@ class _NodeLP:
     """
 
     def __init__(self, bab: LPBranchAndBound, lo: np.ndarray, hi: np.ndarray, pre: list[Any]) -> None:
-        from ortools.linear_solver import pywraplp
-
         A_eq, b_eq, A_ub, b_ub, lb, ub, offs, prev = bab._lp(lo, hi, pre, {})
         self.offs, self.prev, self.pre = offs, prev, pre
         self.unstable = [(k, int(i)) for k, (lw, up) in enumerate(pre) for i in np.flatnonzero((lw < 0) & (up > 0))]
@@ -105,25 +104,38 @@ class _NodeLP:
             (k, i): float(-pre[k][1][i] * pre[k][0][i] / (pre[k][1][i] - pre[k][0][i])) for k, i in self.unstable
         }
         self.A = sp.vstack([A_eq, A_ub, extra]).tocsr()
+        self.n_eq, self.n_ub = A_eq.shape[0], A_ub.shape[0]
+        self.b_ub = b_ub
         m = len(self.unstable)
         self.rlo0 = np.concatenate([b_eq, np.full(A_ub.shape[0], -np.inf), np.full(m, -np.inf)])
         self.rhi0 = np.concatenate([b_eq, b_ub, np.full(m, np.inf)])
         self.lb0, self.ub0 = lb, ub
         self.rlo, self.rhi, self.lb, self.ub = self.rlo0.copy(), self.rhi0.copy(), lb.copy(), ub.copy()
-        self.s = pywraplp.Solver.CreateSolver("GLOP")
-        inf = self.s.infinity()
-        self.vars = [self.s.NumVar(float(a), float(b), "") for a, b in zip(lb, ub)]
-        self.cons = []
-        A = self.A
-        for r in range(A.shape[0]):
-            lo_r = float(self.rlo[r]) if np.isfinite(self.rlo[r]) else -inf
-            hi_r = float(self.rhi[r]) if np.isfinite(self.rhi[r]) else inf
-            ct = self.s.Constraint(lo_r, hi_r)
-            for j, v in zip(A.indices[A.indptr[r] : A.indptr[r + 1]], A.data[A.indptr[r] : A.indptr[r + 1]]):
-                ct.SetCoefficient(self.vars[j], float(v))
-            self.cons.append(ct)
         self.touched_vars: set[int] = set()
         self.touched_rows: set[int] = set()
+        self._s: Any = None
+
+    @property
+    def s(self) -> Any:
+        """The GLOP model of the box (built on first use: the batched search needs it only at leaves)."""
+        if self._s is None:
+            from ortools.linear_solver import pywraplp
+
+            self._s = pywraplp.Solver.CreateSolver("GLOP")
+            # bound changes re-solve warm from the last basis; presolve would rebuild the problem each time
+            self._s.SetSolverSpecificParametersAsString("use_preprocessing: false")
+            inf = self._s.infinity()
+            self.vars = [self._s.NumVar(float(a), float(b), "") for a, b in zip(self.lb, np.maximum(self.ub, self.lb))]
+            self.cons = []
+            A = self.A
+            for r in range(A.shape[0]):
+                lo_r = float(self.rlo[r]) if np.isfinite(self.rlo[r]) else -inf
+                hi_r = float(self.rhi[r]) if np.isfinite(self.rhi[r]) else inf
+                ct = self._s.Constraint(lo_r, hi_r)
+                for j, v in zip(A.indices[A.indptr[r] : A.indptr[r + 1]], A.data[A.indptr[r] : A.indptr[r + 1]]):
+                    ct.SetCoefficient(self.vars[j], float(v))
+                self.cons.append(ct)
+        return self._s
 
     def objective(self, c: np.ndarray) -> None:
         obj = self.s.Objective()
@@ -186,19 +198,27 @@ def _safe_lower_bound(
 
     A dual whose sign would need an infinite row side is set to 0 first, so no sign convention of the LP
     solver can make the bound unsound (a wrong one only makes it weak)."""
-    y = np.where((y > 0) & ~np.isfinite(rlo), 0.0, y)
-    y = np.where((y < 0) & ~np.isfinite(rhi), 0.0, y)
-    lo_r = np.where(np.isfinite(rlo), rlo, 0.0)
-    hi_r = np.where(np.isfinite(rhi), rhi, 0.0)
-    dual_terms = np.minimum(y * lo_r, y * hi_r)
-    r = c - A.T @ y
+    return float(_safe_lower_bounds(c[None], A, rlo[None], rhi[None], lb[None], ub[None], y[None])[0])
+
+
+def _safe_lower_bounds(
+    C: np.ndarray, A: sp.csr_matrix, RLO: np.ndarray, RHI: np.ndarray, LB: np.ndarray, UB: np.ndarray, Y: np.ndarray
+) -> np.ndarray:
+    """:func:`_safe_lower_bound` for a batch: one LP per row of ``C``, ``RLO``, ``RHI``, ``LB``, ``UB`` and
+    ``Y`` (all ``(B, .)``), sharing the matrix ``A``."""
+    Y = np.where((Y > 0) & ~np.isfinite(RLO), 0.0, Y)
+    Y = np.where((Y < 0) & ~np.isfinite(RHI), 0.0, Y)
+    lo_r = np.where(np.isfinite(RLO), RLO, 0.0)
+    hi_r = np.where(np.isfinite(RHI), RHI, 0.0)
+    dual_terms = np.minimum(Y * lo_r, Y * hi_r)
+    R = C - np.asarray((A.T @ Y.T).T)
     n = A.shape[0] + 4
-    e = 2.0 * (n + 2) * _U * (np.abs(c) + abs(A).T @ np.abs(y))
-    terms = np.minimum(r * lb, r * ub) - e * np.maximum(np.abs(lb), np.abs(ub))
-    total = terms.sum() + dual_terms.sum()
-    m = terms.size + dual_terms.size + 2
-    err = 2.0 * (m + 2) * _U * (np.abs(terms).sum() + np.abs(dual_terms).sum())
-    return float(total - err)
+    E = 2.0 * (n + 2) * _U * (np.abs(C) + np.asarray((abs(A).T @ np.abs(Y).T).T))
+    terms = np.minimum(R * LB, R * UB) - E * np.maximum(np.abs(LB), np.abs(UB))
+    total = terms.sum(axis=1) + dual_terms.sum(axis=1)
+    m = terms.shape[1] + dual_terms.shape[1] + 2
+    err = 2.0 * (m + 2) * _U * (np.abs(terms).sum(axis=1) + np.abs(dual_terms).sum(axis=1))
+    return total - err
 
 
 class LPBranchAndBound:
@@ -219,6 +239,15 @@ class LPBranchAndBound:
         self.net, self.target, self.margins = net, int(target), margins
         self.bounds = BatchBounds(net, target)
         self.affine = [op for op in net.ops if isinstance(op, AffineOp)]
+        # dense torch copies of the affine layers for the batched search (None: too large, GLOP per node)
+        self._dense: list[tuple[Any, Any]] | None = None
+        if sum(op.W.shape[0] * op.W.shape[1] for op in self.affine) <= _DENSE_LIMIT:
+            import torch
+
+            self._dense = [
+                (torch.from_numpy(sp.csr_matrix(op.W).toarray()), torch.from_numpy(np.asarray(op.b, dtype=np.float64)))
+                for op in self.affine
+            ]
 
     # ------------------------------------------------------------ one node
     def _lp(
@@ -321,15 +350,31 @@ class LPBranchAndBound:
         delta: float,
         *,
         time_limit: float | None = None,
-        max_nodes: int = 4000,
+        max_nodes: int | None = None,
         confirm: float = 1e-9,
+        method: str = "batched",
     ) -> BabResult:
-        """Is the target's margin above ``delta`` on the whole box ``[lo, hi]`` (flat arrays)?"""
+        """Is the target's margin above ``delta`` on the whole box ``[lo, hi]`` (flat arrays)?
+
+        ``method``: ``"batched"`` (the default) bounds many nodes at once with optimised dual multipliers
+        (:class:`_BatchedSearch`), every prune decided by the safe bound of the node LP's dual they define;
+        ``"lp"`` solves each node's LP with GLOP, one node at a time.  ``max_nodes``: nodes bounded before the
+        answer is ``"unknown"`` (default 200000 batched, 4000 with ``"lp"``)."""
+        if method not in ("batched", "lp"):
+            raise ValueError(f"method must be 'batched' or 'lp', not {method!r}")
         t0 = time.perf_counter()
         lo = np.asarray(lo, dtype=np.float64).ravel()
         hi = np.asarray(hi, dtype=np.float64).ravel()
         root, pre = self.bounds.crown_and_layers(lo, hi)
         out = BabResult("valid")
+        if method == "batched" and self._dense is not None:
+            classes = [int(j) for j in np.argsort(root) if int(j) != self.target and root[j] <= delta]
+            if not classes:
+                return out
+            out.classes = classes
+            search = _BatchedSearch(self, lo, hi, pre, delta, confirm)
+            return search.run(classes, out, t0, time_limit, 200_000 if max_nodes is None else max_nodes)
+        max_nodes = 4000 if max_nodes is None else max_nodes
         node_lp: _NodeLP | None = None
         for j in np.argsort(root):
             j = int(j)
@@ -426,3 +471,274 @@ class LPBranchAndBound:
         y = np.concatenate([np.asarray(res.eqlin.marginals), np.asarray(res.ineqlin.marginals)])
         safe = _safe_lower_bound(c, A, rlo, rhi, lb2, ub2, y)
         return safe > 0.0
+
+
+class _BatchedSearch:
+    """Branch and bound over ReLU phases with many nodes bounded at once (one box, one check).
+
+    A node is ``(class j, phases S)``: ``S`` is +1 (active), -1 (inactive) or 0 (free) per unstable ReLU of
+    the box.  Its bound is the backward linear relaxation of the margin ``c_j . a`` (CROWN), with a lower slope
+    ``alpha`` per free ReLU and a Lagrange multiplier ``beta >= 0`` per split (beta-CROWN, Wang et al.,
+    NeurIPS 2021), optimised for a batch of nodes by projected Adam in float64 torch.  Any ``alpha`` in
+    [0, 1] and ``beta >= 0`` define row duals of the node's LP (:class:`_NodeLP`); the node is pruned only
+    when the **safe bound** of those duals (:func:`_safe_lower_bounds`) is above ``delta``, so the float
+    optimisation decides nothing.  The minimiser of each node's final linear bound (a corner of the box) is
+    replayed as a counterexample candidate.  A node with every ReLU split whose bound is not above ``delta``
+    is solved exactly by GLOP (its safe bound, its LP point replayed), as in the one-node search.
+    """
+
+    BATCH = 256
+    ROOT_STEPS = 40
+    STEPS = 8
+
+    def __init__(self, bab: LPBranchAndBound, lo: np.ndarray, hi: np.ndarray, pre: list[Any], delta: float,
+                 confirm: float) -> None:  # fmt: skip
+        import torch
+
+        self.torch = torch
+        self.bab, self.lo, self.hi, self.pre, self.delta, self.confirm = bab, lo, hi, pre, float(delta), confirm
+        self.lp = lp = _NodeLP(bab, lo, hi, pre)
+        self.nu = len(lp.unstable)
+        self.lo_t, self.hi_t = torch.from_numpy(lo), torch.from_numpy(hi)
+        # per hidden layer: the unstable ReLUs (layer index, global index), the root-active ones, the LP's
+        # upper triangle slope and intercept of each unstable one, and the rows of the LP that carry its duals
+        self.layers: list[dict[str, Any]] = []
+        e = 0
+        t = 0
+        for k, (low, upp) in enumerate(pre):
+            n = low.size
+            idx = np.flatnonzero((low < 0) & (upp > 0))
+            gid = np.arange(t, t + idx.size)
+            act = np.flatnonzero(low >= 0)
+            slope = upp[idx] / (upp[idx] - low[idx]) * (1.0 + 8 * _U)  # exactly the LP's row coefficient
+            icpt = lp.b_ub[2 * gid + 1]  # exactly the LP's row side
+            self.layers.append({
+                "n": n, "idx": torch.from_numpy(idx), "gid": torch.from_numpy(gid), "act": torch.from_numpy(act),
+                "slope": torch.from_numpy(slope), "icpt": torch.from_numpy(icpt),
+                "gap": torch.from_numpy(upp[idx] * -low[idx] / (upp[idx] - low[idx])),
+                "z_rows": np.arange(e, e + n), "act_rows": np.arange(e + n, e + n + act.size),
+                "idx_np": idx, "gid_np": gid, "act_np": act,
+            })  # fmt: skip
+            e += n + act.size
+            t += idx.size
+        assert e == lp.n_eq and t == self.nu
+        gids = np.arange(self.nu)
+        self.lower_rows, self.upper_rows = lp.n_eq + 2 * gids, lp.n_eq + 2 * gids + 1
+        self.extra_rows = lp.n_eq + lp.n_ub + gids
+        self.z_col = np.array([lp.offs[k] + i for k, i in lp.unstable], dtype=np.int64)
+        self.a_col = np.array([lp.offs[k] + len(pre[k][0]) + i for k, i in lp.unstable], dtype=np.int64)
+        self.absA = abs(lp.A)
+        n_out = bab._dense[-1][0].shape[0]
+        nv = lp.lb.size
+        self.C = np.zeros((n_out, nv))
+        self.c0 = np.zeros(n_out)
+        for j in range(n_out):
+            if j != bab.target:
+                self.C[j], self.c0[j] = bab._objective(j, nv, lp.prev)
+        p0 = lp.prev[0]
+        self.spec = torch.from_numpy(self.C[:, p0 : p0 + pre[-1][0].size].copy())
+        self.spec0 = torch.from_numpy(self.c0)
+
+    # ------------------------------------------------------------ bounds
+    def _bound(self, cls: Any, S: Any, alpha: Any, beta: Any, keep: bool = False) -> tuple[Any, ...]:
+        """The relaxation's lower bound per node (torch), and with ``keep`` the multipliers of every layer."""
+        torch = self.torch
+        lam = self.spec[cls]
+        const = self.spec0[cls].clone()
+        lams: list[Any] = [None] * len(self.layers)
+        mus: list[Any] = [None] * len(self.layers)
+        for k in range(len(self.layers) - 1, -1, -1):
+            L = self.layers[k]
+            mu = torch.zeros_like(lam)
+            mu[:, L["act"]] = lam[:, L["act"]]
+            if L["idx"].numel():
+                lu = lam[:, L["idx"]]
+                Su, au, bu = S[:, L["gid"]], alpha[:, L["gid"]], beta[:, L["gid"]]
+                pos = lu >= 0
+                mu_u = torch.where(
+                    Su == 1, lu - bu, torch.where(Su == -1, bu, torch.where(pos, au * lu, L["slope"] * lu))
+                )
+                const = const + torch.where((Su == 0) & ~pos, lu * L["icpt"], torch.zeros_like(lu)).sum(1)
+                mu[:, L["idx"]] = mu_u
+            if keep:
+                lams[k], mus[k] = lam, mu
+            W, b = self.bab._dense[k]
+            const = const + mu @ b
+            lam = mu @ W
+        val = const + (lam.clamp(min=0) * self.lo_t + lam.clamp(max=0) * self.hi_t).sum(1)
+        return val, lam, lams, mus
+
+    def _optimise(self, cls: Any, S: Any, alpha: Any, beta: Any, steps: int) -> tuple[Any, Any]:
+        """Projected Adam (written out: ``torch.optim`` costs more to set up than a step here) on ``alpha``
+        and ``beta``; the best multipliers seen per node."""
+        torch = self.torch
+        params = [alpha.clone().requires_grad_(True), beta.clone().requires_grad_(True)]
+        lrs, b1, b2 = (0.1, 0.05), 0.9, 0.999
+        m1 = [torch.zeros_like(p) for p in params]
+        m2 = [torch.zeros_like(p) for p in params]
+        best = torch.full((cls.shape[0],), -torch.inf, dtype=torch.float64)
+        best_a, best_b = alpha.clone(), beta.clone()
+        goal = self.delta + 1e-9 * (1 + abs(self.delta))
+        for step in range(steps + 1):
+            val, *_ = self._bound(cls, S, params[0], params[1])
+            with torch.no_grad():
+                better = val > best
+                best = torch.where(better, val, best)
+                best_a[better], best_b[better] = params[0][better], params[1][better]
+            if step == steps or not val.requires_grad or bool((best > goal).all()):
+                break
+            grads = torch.autograd.grad(val.sum(), params, allow_unused=True)
+            with torch.no_grad():
+                for i, (p, g) in enumerate(zip(params, grads)):
+                    if g is None:
+                        continue
+                    m1[i].mul_(b1).add_(g, alpha=1 - b1)
+                    m2[i].mul_(b2).addcmul_(g, g, value=1 - b2)
+                    t = step + 1
+                    p.add_(lrs[i] * (m1[i] / (1 - b1**t)) / ((m2[i] / (1 - b2**t)).sqrt() + 1e-8))  # ascent
+                params[0].clamp_(0.0, 1.0)
+                params[1].clamp_(min=0.0)
+        return best_a, best_b
+
+    def _safe(self, cls: np.ndarray, S: np.ndarray, alpha: np.ndarray, lams: list[Any], mus: list[Any]) -> np.ndarray:
+        """The safe bound of each node from the LP row duals its multipliers define."""
+        lp = self.lp
+        B = cls.size
+        Y = np.zeros((B, lp.A.shape[0]))
+        lam_u = np.zeros((B, self.nu))
+        for k, L in enumerate(self.layers):
+            lam_k, mu_k = lams[k].numpy(), mus[k].numpy()
+            Y[:, L["z_rows"]] = mu_k
+            Y[:, L["act_rows"]] = lam_k[:, L["act_np"]]
+            lam_u[:, L["gid_np"]] = lam_k[:, L["idx_np"]]
+        act, ina, free = S == 1, S == -1, S == 0
+        Y[:, self.extra_rows] = np.where(act, lam_u, 0.0)
+        Y[:, self.lower_rows] = np.where(free & (lam_u >= 0), -alpha * lam_u, 0.0)
+        Y[:, self.upper_rows] = np.where(free & (lam_u < 0), lam_u, 0.0)
+        RLO = np.repeat(lp.rlo0[None], B, axis=0)
+        RHI = np.repeat(lp.rhi0[None], B, axis=0)
+        RLO[:, self.extra_rows] = np.where(act, 0.0, -np.inf)
+        RHI[:, self.extra_rows] = np.where(act, 0.0, np.inf)
+        LB = np.repeat(lp.lb0[None], B, axis=0)
+        UB = np.repeat(lp.ub0[None], B, axis=0)
+        zl, zu = lp.lb0[self.z_col], lp.ub0[self.z_col]
+        al, au = lp.lb0[self.a_col], lp.ub0[self.a_col]
+        LB[:, self.z_col] = np.where(act, np.maximum(zl, 0.0), zl)
+        UB[:, self.z_col] = np.where(ina, np.minimum(zu, 0.0), zu)
+        LB[:, self.a_col] = np.where(act, np.maximum(al, 0.0), np.where(ina, 0.0, al))
+        UB[:, self.a_col] = np.where(ina, 0.0, au)
+        safe = _safe_lower_bounds(self.C[cls], lp.A, RLO, RHI, LB, np.maximum(UB, LB), Y)
+        return safe + self.c0[cls] - 4 * _U * np.abs(self.c0[cls])
+
+    # ------------------------------------------------------------ the search
+    def run(self, classes: list[int], out: BabResult, t0: float, time_limit: float | None, max_nodes: int) -> BabResult:
+        """Decide the check for ``classes`` (those the root bounds did not prove); fills and returns ``out``."""
+        torch = self.torch
+        nu = self.nu
+        cls0 = torch.tensor(classes, dtype=torch.int64)
+        S0 = torch.zeros((len(classes), nu), dtype=torch.int8)
+        # CROWN's default lower slope: 1 where the ReLU's upper bound outweighs its lower one, else 0
+        a_init = np.concatenate([(upp > -low)[(low < 0) & (upp > 0)] for low, upp in self.pre]).astype(np.float64)
+        A0 = torch.from_numpy(np.repeat(a_init[None], len(classes), axis=0))
+        B0 = torch.zeros((len(classes), nu), dtype=torch.float64)
+        pool: list[Any] = [cls0, S0, A0, B0, torch.full((len(classes),), -torch.inf, dtype=torch.float64)]
+        root = True
+        while pool[0].shape[0]:
+            if out.nodes >= max_nodes or (time_limit is not None and time.perf_counter() - t0 > time_limit):
+                out.verdict, out.reason = "unknown", "node or time limit"
+                return out
+            (cls, S, alpha, beta, _), pool = self._pop(pool)
+            out.nodes += int(cls.shape[0])
+            alpha, beta = self._optimise(cls, S, alpha, beta, self.ROOT_STEPS if root else self.STEPS)
+            root = False
+            with torch.no_grad():
+                val, lam0, lams, mus = self._bound(cls, S, alpha, beta, keep=True)
+            cls_np, S_np = cls.numpy(), S.numpy()
+            # the safe bound, for the nodes whose float bound may prune them (it is the same up to rounding)
+            open_ = np.ones(cls_np.size, dtype=bool)
+            cand = np.flatnonzero(val.numpy() > self.delta)
+            if cand.size:
+                safe = self._safe(cls_np[cand], S_np[cand], alpha.numpy()[cand], [x[cand] for x in lams],
+                                  [x[cand] for x in mus])  # fmt: skip
+                open_[cand[safe > self.delta]] = False
+            if not open_.any():
+                continue
+            # the minimiser of each open node's linear bound, replayed
+            lam0 = lam0.numpy()[open_]
+            X = np.where(lam0 > 0, self.lo, self.hi)
+            m = np.asarray(self.bab.margins(X))
+            if (m <= self.delta - self.confirm).any():
+                out.verdict, out.witness = "invalid", X[int(np.argmin(m))]
+                return out
+            rows = np.flatnonzero(open_)
+            free = S_np[rows] == 0
+            leaf = ~free.any(axis=1)
+            for r in rows[leaf]:  # every ReLU split: the LP is exact here; GLOP decides it
+                verdict, w = self._leaf(int(cls_np[r]), S_np[r])
+                if verdict == "invalid":
+                    out.verdict, out.witness = "invalid", w
+                    return out
+                if verdict == "unknown":
+                    out.verdict, out.reason = "unknown", w
+                    return out
+            rows = rows[~leaf]
+            if not rows.size:
+                continue
+            # branch on the free ReLU whose relaxation costs the bound most (BaBSR-style: |lambda| x the
+            # triangle's height), the widest triangle among free ones breaking ties
+            score = np.zeros((rows.size, nu))
+            for k, L in enumerate(self.layers):
+                if L["idx_np"].size:
+                    lk = np.abs(lams[k].numpy()[rows][:, L["idx_np"]])
+                    score[:, L["gid_np"]] = lk * L["gap"].numpy() + 1e-12 * L["gap"].numpy()
+            score = np.where(S_np[rows] == 0, score, -1.0)
+            pick = torch.from_numpy(score.argmax(axis=1))
+            rows_t = torch.from_numpy(rows)
+            cls_c, S_c = cls[rows_t], S[rows_t]
+            a_c, b_c = alpha[rows_t], beta[rows_t].clone()
+            ar = torch.arange(rows.size)
+            b_c[ar, pick] = 0.0
+            S_on, S_off = S_c.clone(), S_c.clone()
+            S_on[ar, pick] = 1
+            S_off[ar, pick] = -1
+            v_c = val[rows_t]
+            children = (torch.cat([cls_c, cls_c]), torch.cat([S_on, S_off]), torch.cat([a_c, a_c]),
+                        torch.cat([b_c, b_c]), torch.cat([v_c, v_c]))  # fmt: skip
+            pool = [torch.cat([p, c]) for p, c in zip(pool, children)]
+        return out
+
+    def _pop(self, pool: list[Any]) -> tuple[tuple[Any, ...], list[Any]]:
+        """Up to :attr:`BATCH` nodes of the pool, those of the lowest parent bound first (best first: a
+        counterexample is found sooner, and a proof needs the same nodes in any order); the rest."""
+        torch = self.torch
+        n = int(pool[0].shape[0])
+        if n <= self.BATCH:
+            return tuple(pool), [x[:0] for x in pool]
+        take = torch.topk(pool[4], self.BATCH, largest=False).indices
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[take] = False
+        return tuple(x[take] for x in pool), [x[keep] for x in pool]
+
+    def _leaf(self, j: int, S: np.ndarray) -> tuple[str, Any]:
+        """A node with every unstable ReLU split, decided by its exact LP: ``("pruned", None)``,
+        ``("invalid", witness)`` or ``("unknown", reason)``."""
+        lp = self.lp
+        split = {u: (1 if S[t] == 1 else 0) for t, u in enumerate(lp.unstable)}
+        c, c0 = self.C[j], float(self.c0[j])
+        lp.objective(c)
+        lp.apply(split)
+        status, v, y = lp.solve()
+        if status == "infeasible":
+            if self.bab._infeasible(split, self.lo, self.hi, self.pre):
+                return "pruned", None
+            return "unknown", "an infeasible node without a safe proof"
+        if status != "optimal":
+            return "unknown", "the node LP failed"
+        if lp.safe_bound(c, y) + c0 - 4 * _U * abs(c0) > self.delta:
+            return "pruned", None
+        v = np.clip(v, lp.lb, np.maximum(lp.ub, lp.lb))
+        x = np.clip(v[: self.lo.size], self.lo, self.hi)
+        m = float(self.bab.margins(x[None])[0])
+        if m <= self.delta - self.confirm:
+            return "invalid", x
+        return "unknown", f"exact leaf without a replayed counterexample (margin {m})"

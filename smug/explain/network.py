@@ -900,6 +900,30 @@ def _refute_each(
     return out
 
 
+def _project_witness(
+    ctx: _Context, mask: np.ndarray, blk: list[int], w: np.ndarray
+) -> tuple[dict[int, np.ndarray], int | None]:
+    """A counterexample ``w`` of the freed set plus the block ``blk``, moved onto smaller freed sets (the
+    features left out take the input's values): the candidates of the block it refutes alone on top of the
+    freed set of ``mask``, with their witnesses, and the length of the shortest prefix of the block it refutes
+    (``None``: none shorter than the block).  Every refutation is a float64 replay below ``delta``."""
+    x0 = ctx.x.reshape(-1)
+    w = np.asarray(w, dtype=np.float64).reshape(-1)
+    base_free = mask[ctx.flat_ids] < 0.5
+    g_of = ctx.flat_ids
+    rank = {g: i for i, g in enumerate(blk)}
+    pos = np.array([rank.get(int(g), len(blk)) for g in g_of])  # the block position of each feature's group
+    ks = np.arange(1, len(blk))
+    prefix = base_free[None, :] | (pos[None, :] < ks[:, None])
+    alone = base_free[None, :] | (pos[None, :] == np.arange(len(blk))[:, None])
+    P = np.where(np.vstack([prefix, alone]), w[None], x0[None])
+    m = ctx.margins(P)
+    bad = m <= ctx.delta - _CONFIRM
+    single = {int(g): P[len(ks) + i].reshape(ctx.shape) for i, g in enumerate(blk) if bad[len(ks) + i]}
+    hit = np.flatnonzero(bad[: len(ks)])
+    return single, (int(ks[hit[0]]) if hit.size else None)
+
+
 #: Prefix lengths the batched traversal bounds at once (then every further one up to the remaining count).
 def _prefix_lengths(n: int) -> np.ndarray:
     ks = {1, 2, 3, n}
@@ -954,6 +978,8 @@ def _batched_robust(
     window = 64
     block = _FIRST_BLOCK
     deferred: list[int] = []
+    freed_version = 0  # counts the growths of the freed set
+    attacked: dict[int, int] = {}  # candidate -> the freed set version it was last attacked on
     while remaining:
         left = ctx.remaining(t0)
         if left is not None and left <= 0:
@@ -975,18 +1001,23 @@ def _batched_robust(
         if ok.size:
             k = int(ks[ok.max()])
             mask[remaining[:k]] = 0
+            freed_version += 1
             st["freed_by_bounds"] += k
             st["bound_steps"] += 1
             remaining = remaining[k:]
             continue
-        # 2. batched attack on the next candidates, each alone on top of the freed set
-        refuted = _refute_each(ctx, verify, mask, remaining[:window], seed=ctx.cfg.seed + st["attack_batches"])
-        st["attack_batches"] += 1
-        if refuted:
-            witnesses.update(refuted)
-            st["kept_by_attack"] += len(refuted)
-            remaining = [g for g in remaining if g not in refuted]
-            continue
+        # 2. batched attack on the next candidates, each alone on top of the freed set (a candidate already
+        #    attacked on this very freed set is not attacked again: the next exact check decides it)
+        cands = [g for g in remaining[:window] if attacked.get(g) != freed_version]
+        if cands:
+            refuted = _refute_each(ctx, verify, mask, cands, seed=ctx.cfg.seed + st["attack_batches"])
+            st["attack_batches"] += 1
+            attacked.update((g, freed_version) for g in cands)
+            if refuted:
+                witnesses.update(refuted)
+                st["kept_by_attack"] += len(refuted)
+                remaining = [g for g in remaining if g not in refuted]
+                continue
         # 3. the exact check of a block of the next candidates (galloping: doubled after a success, halved
         #    after a failure, a single candidate is kept or freed for good)
         blk = remaining[: max(1, min(block, len(remaining)))]
@@ -994,6 +1025,7 @@ def _batched_robust(
         st["solver_checks"] += 1
         verdict, w = verify(mask, use_attack=False)
         if verdict == "valid":
+            freed_version += 1
             st["freed_by_solver"] += len(blk)
             remaining = remaining[len(blk) :]
             block = min(2 * block, _MAX_BLOCK)
@@ -1001,6 +1033,17 @@ def _batched_robust(
         mask[blk] = 1
         if len(blk) > 1:
             block = max(1, len(blk) // 2)
+            if verdict == "invalid" and w is not None:
+                # the block's counterexample, projected: onto the freed set plus each candidate alone (a
+                # candidate it still refutes is kept for good) and plus each prefix of the block (the next
+                # block stops before the shortest prefix it refutes)
+                single, shortest = _project_witness(ctx, mask, blk, w)
+                if single:
+                    witnesses.update(single)
+                    st["kept_by_solver"] += len(single)
+                    remaining = [g for g in remaining if g not in single]
+                if shortest is not None:
+                    block = max(1, min(block, shortest - 1))
             continue
         g = remaining.pop(0)
         if verdict == "invalid" and w is not None:
