@@ -87,7 +87,7 @@ def test_cnn_starts_with_a_single_channel_conv() -> None:
 
 
 def test_model_names() -> None:
-    assert MODEL_NAMES == ("mnist_mlp", "mnist_cnn")
+    assert MODEL_NAMES == ("mnist_mlp", "mnist_cnn", "mnist_mlp_3x10")
 
 
 # --- errors ----------------------------------------------------------------------------------

@@ -488,8 +488,8 @@ class _BatchedSearch:
     """
 
     BATCH = 256
-    ROOT_STEPS = 40
-    STEPS = 8
+    ROOT_STEPS = 10
+    STEPS = 5
 
     def __init__(self, bab: LPBranchAndBound, lo: np.ndarray, hi: np.ndarray, pre: list[Any], delta: float,
                  confirm: float) -> None:  # fmt: skip
@@ -500,6 +500,7 @@ class _BatchedSearch:
         self.lp = lp = _NodeLP(bab, lo, hi, pre)
         self.nu = len(lp.unstable)
         self.lo_t, self.hi_t = torch.from_numpy(lo), torch.from_numpy(hi)
+        self.width_t = self.hi_t - self.lo_t  # min(l lo, l hi) = l lo + min(l, 0) (hi - lo)
         # per hidden layer: the unstable ReLUs (layer index, global index), the root-active ones, the LP's
         # upper triangle slope and intercept of each unstable one, and the rows of the LP that carry its duals
         self.layers: list[dict[str, Any]] = []
@@ -516,6 +517,7 @@ class _BatchedSearch:
                 "n": n, "idx": torch.from_numpy(idx), "gid": torch.from_numpy(gid), "act": torch.from_numpy(act),
                 "slope": torch.from_numpy(slope), "icpt": torch.from_numpy(icpt),
                 "gap": torch.from_numpy(upp[idx] * -low[idx] / (upp[idx] - low[idx])),
+                "act_f": torch.from_numpy((low >= 0).astype(np.float64)),
                 "z_rows": np.arange(e, e + n), "act_rows": np.arange(e + n, e + n + act.size),
                 "idx_np": idx, "gid_np": gid, "act_np": act,
             })  # fmt: skip
@@ -540,32 +542,48 @@ class _BatchedSearch:
         self.spec0 = torch.from_numpy(self.c0)
 
     # ------------------------------------------------------------ bounds
-    def _bound(self, cls: Any, S: Any, alpha: Any, beta: Any, keep: bool = False) -> tuple[Any, ...]:
-        """The relaxation's lower bound per node (torch), and with ``keep`` the multipliers of every layer."""
+    def _prepare(self, cls: Any, S: Any) -> dict[str, Any]:
+        """What the bound of a batch of nodes needs that its multipliers do not change (per layer: float masks
+        of the split phases and of the free ReLUs' upper-row intercepts)."""
+        prep: dict[str, Any] = {"lam": self.spec[cls], "const": self.spec0[cls], "layers": []}
+        for L in self.layers:
+            if not L["idx"].numel():
+                prep["layers"].append(None)
+                continue
+            Su = S[:, L["gid"]]
+            act, ina, free = (Su == 1).double(), (Su == -1).double(), (Su == 0).double()
+            prep["layers"].append({"act": act, "free": free, "ina_minus_act": ina - act, "icpt": free * L["icpt"],
+                                   "slope": free * L["slope"]})  # fmt: skip
+        return prep
+
+    def _bound(
+        self, cls: Any, S: Any, alpha: Any, beta: Any, keep: bool = False, prep: dict[str, Any] | None = None
+    ) -> tuple[Any, ...]:
+        """The relaxation's lower bound per node (torch), the coefficients of the input in it, and with
+        ``keep`` the multipliers of every layer (on each ReLU's output ``lam`` and input ``mu``)."""
         torch = self.torch
-        lam = self.spec[cls]
-        const = self.spec0[cls].clone()
+        prep = self._prepare(cls, S) if prep is None else prep
+        lam, const = prep["lam"], prep["const"]
         lams: list[Any] = [None] * len(self.layers)
         mus: list[Any] = [None] * len(self.layers)
         for k in range(len(self.layers) - 1, -1, -1):
-            L = self.layers[k]
-            mu = torch.zeros_like(lam)
-            mu[:, L["act"]] = lam[:, L["act"]]
-            if L["idx"].numel():
+            L, P = self.layers[k], prep["layers"][k]
+            mu = lam * L["act_f"]
+            if P is not None:
                 lu = lam[:, L["idx"]]
-                Su, au, bu = S[:, L["gid"]], alpha[:, L["gid"]], beta[:, L["gid"]]
+                au, bu = alpha[:, L["gid"]], beta[:, L["gid"]]
                 pos = lu >= 0
-                mu_u = torch.where(
-                    Su == 1, lu - bu, torch.where(Su == -1, bu, torch.where(pos, au * lu, L["slope"] * lu))
-                )
-                const = const + torch.where((Su == 0) & ~pos, lu * L["icpt"], torch.zeros_like(lu)).sum(1)
-                mu[:, L["idx"]] = mu_u
+                # split active: lam - beta; split inactive: beta; free: alpha lam (lam >= 0) or slope lam
+                coef = P["act"] + torch.where(pos, P["free"] * au, P["slope"])
+                mu_u = lu * coef + bu * P["ina_minus_act"]
+                const = const + torch.where(pos, torch.zeros_like(lu), lu * P["icpt"]).sum(1)
+                mu = mu.index_copy(1, L["idx"], mu_u)
             if keep:
                 lams[k], mus[k] = lam, mu
             W, b = self.bab._dense[k]
             const = const + mu @ b
             lam = mu @ W
-        val = const + (lam.clamp(min=0) * self.lo_t + lam.clamp(max=0) * self.hi_t).sum(1)
+        val = const + lam @ self.lo_t + lam.clamp(max=0) @ self.width_t
         return val, lam, lams, mus
 
     def _optimise(self, cls: Any, S: Any, alpha: Any, beta: Any, steps: int) -> tuple[Any, Any]:
@@ -579,8 +597,9 @@ class _BatchedSearch:
         best = torch.full((cls.shape[0],), -torch.inf, dtype=torch.float64)
         best_a, best_b = alpha.clone(), beta.clone()
         goal = self.delta + 1e-9 * (1 + abs(self.delta))
+        prep = self._prepare(cls, S)
         for step in range(steps + 1):
-            val, *_ = self._bound(cls, S, params[0], params[1])
+            val, *_ = self._bound(cls, S, params[0], params[1], prep=prep)
             with torch.no_grad():
                 better = val > best
                 best = torch.where(better, val, best)

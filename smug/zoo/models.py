@@ -46,6 +46,7 @@ __all__ = [
     "check_source",
     "mnist_cnn",
     "mnist_mlp",
+    "mnist_mlp_3x10",
     "model_metrics",
     "pretrained",
     "train",
@@ -59,6 +60,20 @@ def mnist_mlp() -> nn.Sequential:
     (or ``(B, 784)``) inputs in ``[0, 1]`` and returns ``(B, 10)`` logits.
     """
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def mnist_mlp_3x10() -> nn.Sequential:
+    """Build an untrained 784-10-10-10 MNIST MLP, the size of the small networks of the verification
+    community (the MNIST MLP of VeriX's experiments has this shape).
+
+    ``Flatten -> Linear(784, 10) -> ReLU -> Linear(10, 10) -> ReLU -> Linear(10, 10) -> ReLU ->
+    Linear(10, 10)``; takes ``(B, 1, 28, 28)`` (or ``(B, 784)``) inputs in ``[0, 1]`` and returns ``(B, 10)``
+    logits.
+    """
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 10), nn.ReLU(), nn.Linear(10, 10), nn.ReLU(), nn.Linear(10, 10), nn.ReLU(),
+        nn.Linear(10, 10),
+    )  # fmt: skip
 
 
 def mnist_cnn() -> nn.Sequential:
@@ -85,6 +100,7 @@ def mnist_cnn() -> nn.Sequential:
 _BUILDERS: dict[str, Callable[[], nn.Sequential]] = {
     "mnist_mlp": mnist_mlp,
     "mnist_cnn": mnist_cnn,
+    "mnist_mlp_3x10": mnist_mlp_3x10,
 }
 
 #: Names accepted by :func:`train`, :func:`pretrained` and :func:`model_metrics`.
@@ -94,6 +110,7 @@ MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 _RECIPES: dict[str, dict[str, Any]] = {
     "mnist_mlp": {"epochs": 20, "batch_size": 128, "lr": 1e-3},
     "mnist_cnn": {"epochs": 5, "batch_size": 128, "lr": 1e-3},
+    "mnist_mlp_3x10": {"epochs": 20, "batch_size": 128, "lr": 1e-3},
 }
 
 _EVAL_BATCH = 1000
@@ -189,7 +206,7 @@ def train(
     Args:
         name: one of :data:`MODEL_NAMES`.
         epochs: passes over the training data; ``None`` uses the model's default
-            (20 for ``mnist_mlp``, 5 for ``mnist_cnn``).
+            (20 for ``mnist_mlp`` and ``mnist_mlp_3x10``, 5 for ``mnist_cnn``).
         seed: seed of the initialisation and of the shuffling.
         progress: show a tqdm progress bar.
         max_train_samples: train on only the first this-many training images
@@ -327,7 +344,7 @@ def pretrained(name: str, *, retrain: bool = False, progress: bool = True, sourc
     different architecture) is retrained and overwritten with a ``RuntimeWarning``.
 
     Args:
-        name: one of :data:`MODEL_NAMES` (``"mnist_mlp"``, ``"mnist_cnn"``).
+        name: one of :data:`MODEL_NAMES` (``"mnist_mlp"``, ``"mnist_cnn"``, ``"mnist_mlp_3x10"``).
         retrain: ignore the shipped weights and the cache, train afresh and overwrite the cache.
         progress: show a tqdm progress bar while training.
         source: ``"auto"``, ``"shipped"`` or ``"cache"`` (see above).

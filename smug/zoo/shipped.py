@@ -1,6 +1,6 @@
 """The reference weights and the review corpus that ship inside the package, each checked against a recorded hash.
 
-``smug/zoo/weights/`` holds the weights of ``mnist_mlp``, ``mnist_cnn`` and
+``smug/zoo/weights/`` holds the weights of ``mnist_mlp``, ``mnist_mlp_3x10``, ``mnist_cnn`` and
 ``text_cnn`` (with the text CNN's vocabulary), of the model of the MNIST data
 ``mnist_vae`` (:func:`smug.methods.reconstruct.train_vae`) and the metrics recorded when they
 were trained, all by smug's own seeded training code (:func:`smug.zoo.models.train`,
@@ -13,7 +13,7 @@ Refreshing the shipped weights (a release step, not a run-time one)::
 
     SMUG_CACHE_DIR=/tmp/ship python -c "from smug.zoo.models import pretrained as p; \\
         from smug.zoo.text import pretrained_text_cnn as t; p('mnist_cnn', retrain=True); \\
-        p('mnist_mlp', retrain=True); t(retrain=True); \\
+        p('mnist_mlp', retrain=True); p('mnist_mlp_3x10', retrain=True); t(retrain=True); \\
         from smug.methods.reconstruct import pretrained_vae as v; v(source='cache', retrain=True)"
     python -m smug.zoo.shipped /tmp/ship
 """
@@ -41,6 +41,8 @@ _WEIGHT_FILES = (
     "mnist_cnn.json",
     "mnist_mlp.pt",
     "mnist_mlp.json",
+    "mnist_mlp_3x10.pt",
+    "mnist_mlp_3x10.json",
     "text_cnn.pt",
     "text_cnn.vocab.json",
     "text_cnn.json",
