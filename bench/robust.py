@@ -128,13 +128,15 @@ def write_report(rows: list[dict], args: argparse.Namespace, out: Path) -> None:
     def finished(t: str, i: int) -> bool:
         return by.get((t, i), {}).get("minimality") == "subset"
 
-    both = sorted(i for (t, i) in by if t == "batched" and finished("batched", i) and finished("sequential", i))
-    if both:
-        b = [by[("batched", i)]["size"] for i in both]
-        s = [by[("sequential", i)]["size"] for i in both]
+    for bt, sq in (("batched", "sequential"), ("batched-occlusion", "sequential-occlusion")):
+        both = sorted(i for (t, i) in by if t == bt and finished(bt, i) and finished(sq, i))
+        if not both:
+            continue
+        b = [by[(bt, i)]["size"] for i in both]
+        s = [by[(sq, i)]["size"] for i in both]
         lines += [
             "",
-            f"On the {len(both)} images both traversals finished: mean size {statistics.fmean(b):.1f} (batched) "
+            f"On the {len(both)} images both {bt} and {sq} finished: mean size {statistics.fmean(b):.1f} (batched) "
             f"against {statistics.fmean(s):.1f} (sequential, the plain sensitivity-order deletion); "
             f"batched is smaller on {sum(x < z for x, z in zip(b, s))}, equal on {sum(x == z for x, z in zip(b, s))}, "
             f"larger on {sum(x > z for x, z in zip(b, s))}.",

@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument(
         "--model",
         default="mnist_mlp",
-        help="mnist_mlp (the paper's 784-32-10), mnist_mlp_3x10 (784-10-10-10), mnist_cnn, "
+        help="mnist_mlp (the paper's 784-32-10), mnist_mlp_3x10 (784-10-10-10-10), mnist_cnn, "
         "a model file (.onnx, TorchScript, state_dict)",
     )
     n.add_argument("--dataset", default="mnist", choices=["mnist", "digits"])

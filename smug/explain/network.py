@@ -980,6 +980,7 @@ def _batched_robust(
     deferred: list[int] = []
     freed_version = 0  # counts the growths of the freed set
     attacked: dict[int, int] = {}  # candidate -> the freed set version it was last attacked on
+    misses = rest = 0  # attack batches in a row that refuted nothing; rounds the attack still rests
     while remaining:
         left = ctx.remaining(t0)
         if left is not None and left <= 0:
@@ -1008,11 +1009,18 @@ def _batched_robust(
             continue
         # 2. batched attack on the next candidates, each alone on top of the freed set (a candidate already
         #    attacked on this very freed set is not attacked again: the next exact check decides it)
+        #    After a batch that refutes nothing the attack rests for 1, 3, 7, then 8 rounds at most (the exact
+        #    checks find the counterexamples it misses); a refutation ends the rest.
         cands = [g for g in remaining[:window] if attacked.get(g) != freed_version]
+        if cands and rest > 0:
+            rest -= 1
+            cands = []
         if cands:
             refuted = _refute_each(ctx, verify, mask, cands, seed=ctx.cfg.seed + st["attack_batches"])
             st["attack_batches"] += 1
             attacked.update((g, freed_version) for g in cands)
+            misses = 0 if refuted else misses + 1
+            rest = min(2**misses - 1, 8) if misses > 1 else 0
             if refuted:
                 witnesses.update(refuted)
                 st["kept_by_attack"] += len(refuted)

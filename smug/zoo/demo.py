@@ -63,13 +63,14 @@ class DemoRow:
 def load_model(spec: str, *, trust_pickle: bool = False) -> nn.Module:
     """A reference model by name, or a model file, loaded without running code from the file by default.
 
-    ``spec`` is ``mnist_cnn`` / ``mnist_mlp`` (the shipped reference weights)
+    ``spec`` is a reference name (:data:`smug.zoo.models.MODEL_NAMES`: ``mnist_cnn``, ``mnist_mlp``,
+    ``mnist_mlp_3x10``; the shipped weights)
     or a path to:
 
     * an ONNX file (``.onnx``; :func:`smug.load_onnx`: the layers smug's encoders read);
     * a TorchScript file (``torch.jit.save``);
     * a ``state_dict`` of a reference architecture (``torch.save(model.state_dict())``
-      of an ``mnist_mlp`` or ``mnist_cnn`` built by :mod:`smug.zoo.models`),
+      of a reference architecture built by :mod:`smug.zoo.models`),
       read with ``torch.load(..., weights_only=True)``, which refuses anything
       but tensors and plain containers;
     * a whole pickled module (``torch.save(model)``) only with
@@ -83,20 +84,19 @@ def load_model(spec: str, *, trust_pickle: bool = False) -> nn.Module:
     """
     import pickle
 
-    from .models import mnist_cnn, mnist_mlp, pretrained
+    from .models import _BUILDERS, MODEL_NAMES, pretrained
 
-    architectures = {"mnist_mlp": mnist_mlp, "mnist_cnn": mnist_cnn}
+    architectures = dict(_BUILDERS)
 
     if not isinstance(spec, (str, os.PathLike)):
         raise ConfigError(f"model must be a reference model name or a file path, got {type(spec).__name__}")
     spec = os.fspath(spec)
-    if spec in ("mnist_cnn", "mnist_mlp"):
+    if spec in MODEL_NAMES:
         return pretrained(spec)
     p = Path(spec)
     if not p.is_file():
-        raise ConfigError(
-            f"model {spec!r} is neither a reference model ('mnist_cnn', 'mnist_mlp') nor an existing file"
-        )
+        names = ", ".join(repr(n) for n in MODEL_NAMES)
+        raise ConfigError(f"model {spec!r} is neither a reference model ({names}) nor an existing file")
     if p.suffix.lower() == ".onnx":
         from .onnx import load_onnx
 
