@@ -312,7 +312,7 @@ def _want_slow(config: pytest.Config) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "target"), [("mnist_mlp", 0.96), ("mnist_cnn", 0.985)])
+@pytest.mark.parametrize(("name", "target"), [("mnist_mlp", 0.96), ("mnist_cnn", 0.985), ("mnist_mlp_3x10", 0.93)])
 def test_full_training_reaches_target_accuracy(name: str, target: float, request: pytest.FixtureRequest) -> None:
     if not _want_slow(request.config):
         pytest.skip("full training; set SMUG_RUN_SLOW=1 or select with -m slow")

@@ -520,7 +520,7 @@ class _BatchedSearch:
         self.layers: list[dict[str, Any]] = []
         e = 0
         t = 0
-        for k, (low, upp) in enumerate(pre):
+        for low, upp in pre:
             n = low.size
             idx = np.flatnonzero((low < 0) & (upp > 0))
             gid = np.arange(t, t + idx.size)
