@@ -1009,8 +1009,8 @@ def _batched_robust(
             continue
         # 2. batched attack on the next candidates, each alone on top of the freed set (a candidate already
         #    attacked on this very freed set is not attacked again: the next exact check decides it)
-        #    After a batch that refutes nothing the attack rests for 1, 3, 7, then 8 rounds at most (the exact
-        #    checks find the counterexamples it misses); a refutation ends the rest.
+        #    After two batches in a row that refute nothing the attack rests for 3 rounds, after three for 7,
+        #    then for 8 (the exact checks find the counterexamples it misses); a batch that refutes resets it.
         cands = [g for g in remaining[:window] if attacked.get(g) != freed_version]
         if cands and rest > 0:
             rest -= 1
