@@ -215,10 +215,17 @@ def _safe_lower_bound(
 
 
 def _safe_lower_bounds(
-    C: np.ndarray, A: sp.csr_matrix, RLO: np.ndarray, RHI: np.ndarray, LB: np.ndarray, UB: np.ndarray, Y: np.ndarray
+    C: np.ndarray,
+    A: sp.csr_matrix,
+    RLO: np.ndarray,
+    RHI: np.ndarray,
+    LB: np.ndarray,
+    UB: np.ndarray,
+    Y: np.ndarray,
+    absA: sp.csr_matrix | None = None,
 ) -> np.ndarray:
     """:func:`_safe_lower_bound` for a batch: one LP per row of ``C``, ``RLO``, ``RHI``, ``LB``, ``UB`` and
-    ``Y`` (all ``(B, .)``), sharing the matrix ``A``."""
+    ``Y`` (all ``(B, .)``), sharing the matrix ``A`` (``absA``: ``abs(A)``, when the caller keeps it)."""
     Y = np.where((Y > 0) & ~np.isfinite(RLO), 0.0, Y)
     Y = np.where((Y < 0) & ~np.isfinite(RHI), 0.0, Y)
     lo_r = np.where(np.isfinite(RLO), RLO, 0.0)
@@ -226,7 +233,8 @@ def _safe_lower_bounds(
     dual_terms = np.minimum(Y * lo_r, Y * hi_r)
     R = C - np.asarray((A.T @ Y.T).T)
     n = A.shape[0] + 4
-    E = 2.0 * (n + 2) * _U * (np.abs(C) + np.asarray((abs(A).T @ np.abs(Y).T).T))
+    absA = abs(A) if absA is None else absA
+    E = 2.0 * (n + 2) * _U * (np.abs(C) + np.asarray((absA.T @ np.abs(Y).T).T))
     terms = np.minimum(R * LB, R * UB) - E * np.maximum(np.abs(LB), np.abs(UB))
     total = terms.sum(axis=1) + dual_terms.sum(axis=1)
     m = terms.shape[1] + dual_terms.shape[1] + 2
@@ -404,26 +412,17 @@ class LPBranchAndBound:
                     out.verdict, out.reason = "unknown", "node or time limit"
                     return out
                 split = stack.pop()
-                node_lp.apply(split)
                 out.nodes += 1
-                status, v, y = node_lp.solve()
-                if status == "infeasible":  # prune only with a proof that the splits cannot all hold
-                    if not self._infeasible(split, lo, hi, pre):
-                        out.verdict, out.reason = "unknown", "an infeasible node without a safe proof"
-                        return out
+                outcome, found, v, y = self._solve_node(node_lp, c, c0, split, lo, hi, pre, delta, confirm)
+                if outcome == "pruned":
                     continue
-                if status != "optimal":
-                    out.verdict, out.reason = "unknown", "the node LP failed"
+                if outcome == "invalid":
+                    out.verdict, out.witness = "invalid", found
                     return out
-                safe = node_lp.safe_bound(c, y) + c0 - 4 * _U * abs(c0)
-                if safe > delta:
-                    continue
-                v = np.clip(v, node_lp.lb, np.maximum(node_lp.ub, node_lp.lb))
-                x = np.clip(v[: lo.size], lo, hi)
-                m = float(self.margins(x[None])[0])
-                if m <= delta - confirm:
-                    out.verdict, out.witness = "invalid", x
+                if outcome == "unknown":
+                    out.verdict, out.reason = "unknown", found
                     return out
+                m = found
                 # split the ReLU whose triangle costs the bound most: |dual of its upper row| x its intercept
                 # (BaBSR's score); the largest relaxation gap at the LP point breaks ties at zero
                 best, score, gap_best, gap = None, 0.0, None, 0.0
@@ -447,6 +446,39 @@ class LPBranchAndBound:
                 stack.append({**split, best: 0})
                 stack.append({**split, best: 1})
         return out
+
+    def _solve_node(
+        self,
+        node_lp: _NodeLP,
+        c: np.ndarray,
+        c0: float,
+        split: dict[tuple[int, int], int],
+        lo: np.ndarray,
+        hi: np.ndarray,
+        pre: list[Any],
+        delta: float,
+        confirm: float,
+    ) -> tuple[str, Any, Any, Any]:
+        """One node by its exact LP (``node_lp`` holds objective ``c``): ``(outcome, found, v, y)`` with
+        outcome ``"pruned"`` (a safe bound above ``delta``, or a safe proof that the splits cannot all hold),
+        ``"invalid"`` (``found``: the LP point, replayed below ``delta``), ``"unknown"`` (``found``: why) or
+        ``"open"`` (``found``: the LP point's replayed margin; ``v``, ``y``: the LP's point and duals)."""
+        node_lp.apply(split)
+        status, v, y = node_lp.solve()
+        if status == "infeasible":  # prune only with a proof that the splits cannot all hold
+            if self._infeasible(split, lo, hi, pre):
+                return "pruned", None, None, None
+            return "unknown", "an infeasible node without a safe proof", None, None
+        if status != "optimal":
+            return "unknown", "the node LP failed", None, None
+        if node_lp.safe_bound(c, y) + c0 - 4 * _U * abs(c0) > delta:
+            return "pruned", None, None, None
+        v = np.clip(v, node_lp.lb, np.maximum(node_lp.ub, node_lp.lb))
+        x = np.clip(v[: lo.size], lo, hi)
+        m = float(self.margins(x[None])[0])
+        if m <= delta - confirm:
+            return "invalid", x, None, None
+        return "open", m, v, y
 
     def _infeasible(self, split, lo, hi, pre) -> bool:
         """A safe proof that a node's split constraints cannot all hold: min over the node of ``t`` where each
@@ -575,19 +607,13 @@ class _BatchedSearch:
     ) -> tuple[Any, ...]:
         """The relaxation's lower bound per node (torch), the coefficients of the input in it, and with
         ``keep`` the multipliers of every layer (on each ReLU's output ``lam`` and input ``mu``)."""
-        prep = self._prepare(cls, S) if prep is None else prep
-        return self._backward(prep["lam"], prep["const"], prep["layers"], alpha, beta, len(self.layers) - 1, keep)
-
-    def _backward(
-        self, lam: Any, const: Any, layers: list[Any], alpha: Any, beta: Any, top: int, keep: bool
-    ) -> tuple[Any, ...]:
-        """Backward substitution of ``lam . a_top + const`` (``a_top``: the output of ReLU layer ``top``) down
-        to the input box; the lower bound, the input's coefficients, the multipliers with ``keep``."""
         torch = self.torch
+        prep = self._prepare(cls, S) if prep is None else prep
+        lam, const = prep["lam"], prep["const"]
         lams: list[Any] = [None] * len(self.layers)
         mus: list[Any] = [None] * len(self.layers)
-        for k in range(top, -1, -1):
-            L, P = self.layers[k], layers[k]
+        for k in range(len(self.layers) - 1, -1, -1):
+            L, P = self.layers[k], prep["layers"][k]
             mu = lam * L["act_f"]
             if P is not None:
                 lu = lam[:, L["idx"]]
@@ -666,7 +692,7 @@ class _BatchedSearch:
         UB[:, self.z_col] = np.where(ina, np.minimum(zu, 0.0), zu)
         LB[:, self.a_col] = np.where(act, np.maximum(al, 0.0), np.where(ina, 0.0, al))
         UB[:, self.a_col] = np.where(ina, 0.0, au)
-        safe = _safe_lower_bounds(self.C[cls], lp.A, RLO, RHI, LB, np.maximum(UB, LB), Y)
+        safe = _safe_lower_bounds(self.C[cls], lp.A, RLO, RHI, LB, np.maximum(UB, LB), Y, self.absA)
         return safe + self.c0[cls] - 4 * _U * np.abs(self.c0[cls])
 
     # ------------------------------------------------------------ the search
@@ -773,21 +799,10 @@ class _BatchedSearch:
         ``("invalid", witness)`` or ``("unknown", reason)``."""
         lp = self.lp
         split = {u: (1 if S[t] == 1 else 0) for t, u in enumerate(lp.unstable)}
-        c, c0 = self.C[j], float(self.c0[j])
+        c = self.C[j]
         lp.objective(c)
-        lp.apply(split)
-        status, v, y = lp.solve()
-        if status == "infeasible":
-            if self.bab._infeasible(split, self.lo, self.hi, self.pre):
-                return "pruned", None
-            return "unknown", "an infeasible node without a safe proof"
-        if status != "optimal":
-            return "unknown", "the node LP failed"
-        if lp.safe_bound(c, y) + c0 - 4 * _U * abs(c0) > self.delta:
-            return "pruned", None
-        v = np.clip(v, lp.lb, np.maximum(lp.ub, lp.lb))
-        x = np.clip(v[: self.lo.size], self.lo, self.hi)
-        m = float(self.bab.margins(x[None])[0])
-        if m <= self.delta - self.confirm:
-            return "invalid", x
-        return "unknown", f"exact leaf without a replayed counterexample (margin {m})"
+        outcome, found, _, _ = self.bab._solve_node(lp, c, float(self.c0[j]), split, self.lo, self.hi, self.pre,
+                                                    self.delta, self.confirm)  # fmt: skip
+        if outcome != "open":
+            return outcome, found
+        return "unknown", f"exact leaf without a replayed counterexample (margin {found})"

@@ -910,9 +910,9 @@ def _project_witness(
     x0 = ctx.x.reshape(-1)
     w = np.asarray(w, dtype=np.float64).reshape(-1)
     base_free = mask[ctx.flat_ids] < 0.5
-    g_of = ctx.flat_ids
-    rank = {g: i for i, g in enumerate(blk)}
-    pos = np.array([rank.get(int(g), len(blk)) for g in g_of])  # the block position of each feature's group
+    rank = np.full(ctx.n_groups, len(blk))
+    rank[blk] = np.arange(len(blk))
+    pos = rank[ctx.flat_ids]  # the block position of each feature's group (len(blk): not in the block)
     ks = np.arange(1, len(blk))
     prefix = base_free[None, :] | (pos[None, :] < ks[:, None])
     alone = base_free[None, :] | (pos[None, :] == np.arange(len(blk))[:, None])
