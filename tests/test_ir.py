@@ -322,7 +322,11 @@ def test_exports_with_relus_reach_the_brute_force_optimum(case):
     p = case.problem
     opt, _ = brute_force(p)
     z = _z3_optimum(p.to_smtlib2())
-    m = _mps_optimum(p.to_mps())
+    # the MPS file is read by SCIP, which answers within its feasibility tolerance (1e-9): on a problem whose
+    # boxes are only a few tolerances wide (the strategy widens each box by 1e-9) its answer is not evidence
+    # either way, so only z3 (exact) judges those
+    fine = bool(np.all((p.ub - p.lb > 1e-6) | (p.ub == p.lb)))
+    m = _mps_optimum(p.to_mps()) if fine else opt
     if opt is None:
         assert z is None and m is None
     else:

@@ -31,7 +31,7 @@ import torch
 
 from .network import AffineOp, LoweredNetwork, MaxPoolOp, ReluOp
 
-__all__ = ["BatchBounds"]
+__all__ = ["BatchBounds", "SparseCrown"]
 
 #: Relative outward rounding of every bound (see the module docstring).
 _ROUND = 1e-9
@@ -114,6 +114,7 @@ class BatchBounds:
         self.others = np.delete(np.arange(n), self.target)
         last_pool = max((i for i, o in enumerate(self.ops) if isinstance(o, tuple)), default=-1)
         self.linear_from = last_pool + 1  # the relaxation restarts after the last pooling layer
+        self._sparse = SparseCrown(net, target) if last_pool >= 0 else None
 
     # ------------------------------------------------------------ helpers
     @staticmethod
@@ -171,6 +172,8 @@ class BatchBounds:
     def crown(self, lo: Any, hi: Any) -> np.ndarray:
         """CROWN lower bounds on the margins, ``(B, n_classes)`` (``+inf`` at the target); never below
         the interval bounds (the better of the two is returned per entry)."""
+        if self._sparse is not None:  # through the convolutions and max-pooling, sparse (see SparseCrown)
+            return self._sparse.margins(lo, hi)
         LO, HI = self._as_batch(lo, hi)
         with torch.no_grad():
             return self._crown(LO, HI)[0]
@@ -207,6 +210,10 @@ class BatchBounds:
             Lam = torch.cat([eye, -eye], dim=1)  # lower bounds of z and of -z in one pass
             b = self._back(tail, k, Lam, pre, box_lo, box_hi)
             low, upp = b[:, :n], -b[:, n:]
+            if isinstance(tail[k - 1], _Affine) and (k - 2) in pre:  # never looser than the interval bounds from
+                plo, phi = pre[k - 2]  # the layer before (a ReLU's output is >= 0, which CROWN may not see)
+                ilo, ihi = tail[k - 1].box(plo.clamp(min=0), phi.clamp(min=0))
+                low, upp = torch.maximum(low, ilo), torch.minimum(upp, ihi)
             pre[k] = (low, torch.maximum(upp, low))
         Lam = self.C.expand(LO.shape[0], *self.C.shape).clone()
         out = self._back(tail, len(tail), Lam, pre, box_lo, box_hi)
@@ -256,3 +263,211 @@ class BatchBounds:
         mag = mag + (pos * box_lo[:, None, :].abs()).sum(-1) + (neg.abs() * box_hi[:, None, :].abs()).sum(-1)
         val = lo_t + c
         return val - _ROUND * (1.0 + mag + c.abs())
+
+
+class SparseCrown:
+    """CROWN through convolutions and max-pooling, one box at a time, with sparse back-substitution.
+
+    :class:`BatchBounds` holds every backward pass dense, which a CNN's
+    intermediate layers make too large (a backward pass from each of a
+    convolution's thousands of neurons).  Here each pass is a sparse matrix:
+    a convolution's rows keep their receptive fields, a ReLU scales its
+    columns, and max-pooling keeps one input per window (the lower relaxation
+    ``max_k x_k >= x_{k*}``, ``k*`` the input with the largest lower bound;
+    the upper one is ``max_k x_k <= max_k u_k``, or ``x_{k*}`` itself when its
+    lower bound reaches every other input's upper bound), so rows stay as
+    sparse as their receptive fields.  Every layer that feeds a ReLU or a
+    pooling layer gets its bounds by such a pass from the layers before it
+    (for the neurons its interval bounds leave unstable), so the bounds stay
+    tight through the whole network.
+
+    Soundness against float rounding: beside each coefficient matrix a matrix of
+    magnitudes is carried (``|W|`` products, never below the coefficients'
+    magnitudes, entry by entry), and every bound moves outwards by ``1e-9 * (1 +
+    the magnitudes of every term it sums)``, as in :class:`BatchBounds`.
+
+    Args:
+        net: the lowered network (:func:`smug.encoders.network.lower_network`), ending with an affine layer.
+        target: the class whose margin is bounded.
+    """
+
+    def __init__(self, net: LoweredNetwork, target: int) -> None:
+        self.net, self.target = net, int(target)
+        self.ops: list[Any] = []
+        for op in net.ops:
+            if isinstance(op, AffineOp):
+                W = sp.csr_matrix(op.W, dtype=np.float64)
+                self.ops.append(("affine", W, np.asarray(op.b, dtype=np.float64), abs(W)))
+            elif isinstance(op, ReluOp):
+                self.ops.append(("relu",))
+            elif isinstance(op, MaxPoolOp):
+                self.ops.append(("pool", np.asarray(op.windows, dtype=np.int64)))
+            else:  # pragma: no cover - lower_network produces only these
+                raise TypeError(f"unknown lowered operation {type(op).__name__}")
+        if self.ops[-1][0] != "affine":  # pragma: no cover - lower_network ends with the logits' layer
+            raise ValueError("the network must end with an affine layer")
+        n = net.n_outputs
+        C = -np.eye(n)
+        C[:, self.target] += 1.0
+        C = np.delete(C, self.target, axis=0)
+        _, W, b, _ = self.ops[-1]
+        self.D = sp.csr_matrix(C @ W.toarray())  # the margins as a function of the last layer's input
+        self.d = C @ b
+        self.others = np.delete(np.arange(n), self.target)
+        self._cache: dict[bytes, tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = {}
+        # per op: the largest row sum of |W| and the largest |b| (affine), whether windows share inputs (pooling)
+        self._w1max, self._bmax, self._overlap = {}, {}, {}
+        for j, op in enumerate(self.ops):
+            if op[0] == "affine":
+                self._w1max[j] = float(np.asarray(op[3].sum(axis=1)).max(initial=0.0))
+                self._bmax[j] = float(np.abs(op[2]).max(initial=0.0))
+            elif op[0] == "pool":
+                used = op[1][op[1] >= 0]
+                self._overlap[j] = bool(np.unique(used).size < used.size)
+
+    # ---------------------------------------------------------------- public
+    def bounds(self, lo: Any, hi: Any) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """The margin lower bounds ``(n_classes,)`` (``+inf`` at the target) over the box and the bounds on the
+        input of every ReLU and max-pooling layer, in order (sound, moved outwards)."""
+        lo = np.asarray(lo, dtype=np.float64).ravel()
+        hi = np.asarray(hi, dtype=np.float64).ravel()
+        if lo.shape != hi.shape or lo.size != self.net.n_inputs:
+            raise ValueError(f"lo and hi must both hold {self.net.n_inputs} values, got {lo.size} and {hi.size}")
+        key = lo.tobytes() + hi.tobytes()
+        if key in self._cache:  # the same box again (a traversal bounds a box, then checks it)
+            return self._cache[key]
+        out = self._bounds(lo, hi)
+        self._cache[key] = out
+        if len(self._cache) > 64:
+            self._cache.pop(next(iter(self._cache)))
+        return out
+
+    def _bounds(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        pre: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # the box of the value entering each op
+        lo_v, hi_v = lo, hi
+        nonlinear = False
+        last = len(self.ops) - 1
+        for i, op in enumerate(self.ops[:last]):
+            pre[i] = (lo_v, hi_v)
+            if op[0] == "affine":
+                _, W, b, absW = op
+                nl, nu = self._box(W, b, absW, lo_v, hi_v)
+                if nonlinear and self.ops[i + 1][0] in ("relu", "pool"):
+                    rows = np.flatnonzero((nl < 0) & (nu > 0)) if self.ops[i + 1][0] == "relu" else np.arange(nl.size)
+                    if rows.size:
+                        Wr = W[rows]
+                        val = self._back(i, sp.vstack([Wr, -Wr]).tocsr(), np.concatenate([b[rows], -b[rows]]),
+                                         pre, lo, hi)  # fmt: skip
+                        r = rows.size
+                        nl[rows] = np.maximum(nl[rows], val[:r])
+                        nu[rows] = np.maximum(np.minimum(nu[rows], -val[r:]), nl[rows])
+                lo_v, hi_v = nl, nu
+            elif op[0] == "relu":
+                lo_v, hi_v = np.maximum(lo_v, 0.0), np.maximum(hi_v, 0.0)
+                nonlinear = True
+            else:
+                w = op[1]
+                lo_v = np.where(w >= 0, lo_v[np.maximum(w, 0)], -np.inf).max(axis=1)
+                hi_v = np.where(w >= 0, hi_v[np.maximum(w, 0)], -np.inf).max(axis=1)
+                nonlinear = True
+        Dabs = abs(self.D)
+        ib, _ = self._box(self.D, self.d, Dabs, lo_v, hi_v)
+        val = self._back(last, self.D, self.d, pre, lo, hi) if nonlinear else ib
+        res = np.full(self.net.n_outputs, np.inf)
+        res[self.others] = np.maximum(val, ib)
+        return res, [pre[k] for k in sorted(pre) if self.ops[k][0] != "affine"]
+
+    def margins(self, LO: Any, HI: Any) -> np.ndarray:
+        """:meth:`bounds`' margin lower bounds for a batch of boxes, ``(B, n_classes)``."""
+        LO, HI = np.atleast_2d(np.asarray(LO, dtype=np.float64)), np.atleast_2d(np.asarray(HI, dtype=np.float64))
+        return np.stack([self.bounds(a, b)[0] for a, b in zip(LO, HI, strict=True)])
+
+    # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _box(W: Any, b: np.ndarray, absW: Any, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mid, rad = 0.5 * (lo + hi), 0.5 * (hi - lo)
+        c, r = W @ mid + b, absW @ rad
+        slack = _ROUND * (1.0 + absW @ np.abs(mid) + np.abs(b) + r)
+        return c - r - slack, c + r + slack
+
+    def _back(
+        self, k: int, Lam: Any, c: np.ndarray, pre: dict[int, tuple[np.ndarray, np.ndarray]],
+        lo: np.ndarray, hi: np.ndarray,
+    ) -> np.ndarray:  # fmt: skip
+        """Lower bound over the box of ``Lam @ v + c``, ``v`` the value entering op ``k``, by back-substitution.
+
+        ``asum`` bounds, per row, the sum of the magnitudes of every coefficient's terms so far (a product of
+        the layers' largest row sums of ``|W|``: ReLU slopes are at most 1, pooling moves coefficients), and
+        ``mag`` the magnitudes summed into the constant; both set the outward rounding.
+        """
+        Lam = sp.csr_matrix(Lam, copy=True)  # (eliminate_zeros below works in place)
+        c = np.array(c, dtype=np.float64)
+        mag = np.abs(c)
+        asum = np.asarray(abs(Lam).sum(axis=1)).ravel()
+        m = Lam.shape[0]
+        best = np.full(m, -np.inf)
+        for j in range(k - 1, -1, -1):
+            op = self.ops[j]
+            if j < k - 1 and op[0] != "affine":  # stop here: the box of the value leaving op j (entering j + 1)
+                best = np.maximum(best, self._concretise(Lam, asum, c, mag, *pre[j + 1]))
+            if op[0] == "affine":
+                _, W, b, _ = op
+                c = c + Lam @ b
+                mag = mag + asum * self._bmax[j]
+                asum = asum * self._w1max[j]
+                Lam = (Lam @ W).tocsr()
+            elif op[0] == "relu":
+                low, upp = pre[j]
+                act = low >= 0
+                unst = (low < 0) & (upp > 0)
+                den = np.where(unst, upp - low, 1.0)
+                a_u = np.where(act, 1.0, np.where(unst, upp / den, 0.0))
+                b_u = np.where(unst, -upp * low / den, 0.0)
+                a_l = np.where(act, 1.0, np.where(unst, (upp > -low).astype(np.float64), 0.0))
+                rows = np.repeat(np.arange(m), np.diff(Lam.indptr))
+                col, d = Lam.indices, Lam.data
+                neg = d < 0
+                c = c + np.bincount(rows[neg], weights=d[neg] * b_u[col[neg]], minlength=m)
+                mag = mag + asum * (b_u.max() if b_u.size else 0.0)
+                Lam = sp.csr_matrix(
+                    (d * np.where(neg, a_u[col], a_l[col]), col.copy(), Lam.indptr.copy()), shape=Lam.shape
+                )
+                Lam.eliminate_zeros()
+            else:  # max-pooling, windows op[1] over an input with bounds pre[j]
+                low, upp = pre[j]
+                w = op[1]
+                valid = w >= 0
+                wi = np.maximum(w, 0)
+                lw = np.where(valid, low[wi], -np.inf)
+                uw = np.where(valid, upp[wi], -np.inf)
+                ar = np.arange(w.shape[0])
+                kl = lw.argmax(axis=1)
+                pick = w[ar, kl]
+                lmax = lw[ar, kl]
+                umax = uw.max(axis=1)
+                uo = uw.copy()
+                uo[ar, kl] = -np.inf
+                dom = lmax >= uo.max(axis=1)  # the picked input is the maximum everywhere in the box
+                rows = np.repeat(np.arange(m), np.diff(Lam.indptr))
+                col, d = Lam.indices, Lam.data
+                keep = (d > 0) | dom[col]
+                drop = ~keep
+                c = c + np.bincount(rows[drop], weights=d[drop] * umax[col[drop]], minlength=m)
+                mag = mag + asum * np.abs(umax).max()
+                indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=m))])
+                Lam = sp.csr_matrix((d[keep], pick[col[keep]], indptr), shape=(m, low.size))
+                if self._overlap[j]:  # windows share inputs: one coefficient per input again
+                    Lam.sum_duplicates()
+        return np.maximum(best, self._concretise(Lam, asum, c, mag, lo, hi))
+
+    @staticmethod
+    def _concretise(
+        Lam: Any, asum: np.ndarray, c: np.ndarray, mag: np.ndarray, lo: np.ndarray, hi: np.ndarray
+    ) -> np.ndarray:
+        """Lower bound of ``Lam @ v + c`` over the box ``lo <= v <= hi``, moved outwards."""
+        d = Lam.data
+        pos = sp.csr_matrix((np.maximum(d, 0.0), Lam.indices, Lam.indptr), shape=Lam.shape)
+        neg = sp.csr_matrix((np.minimum(d, 0.0), Lam.indices, Lam.indptr), shape=Lam.shape)
+        val = pos @ lo + neg @ hi + c
+        vmax = max(float(np.abs(lo).max(initial=0.0)), float(np.abs(hi).max(initial=0.0)))
+        return val - _ROUND * (1.0 + mag + asum * vmax)

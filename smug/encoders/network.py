@@ -67,6 +67,7 @@ __all__ = [
     "LoweredNetwork",
     "NetworkEncoding",
     "lower_network",
+    "pools_as_relus",
     "encode_network",
     "interval_bounds",
     "linear_margin_bounds",
@@ -358,6 +359,72 @@ def _split(W: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 def _affine_box(W: sp.csr_matrix, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Wp, Wn = _split(W)
     return Wp @ lo + Wn @ hi + b, Wp @ hi + Wn @ lo + b
+
+
+def _pool_as_relu_ops(windows: np.ndarray, n_in: int) -> list[Op]:
+    """Max-pooling as affine and ReLU layers: a tournament of ``max(a, b) = b + relu(a - b)``, with the carried
+    ``b`` written ``relu(b) - relu(-b)`` (exact over the reals)."""
+    w = np.asarray(windows, dtype=np.int64)
+    n_out = w.shape[0]
+    rows = np.arange(n_out)
+    # slot k: (an (n_out, n_cur) expression matrix, rows where the slot holds a value)
+    slots = [
+        (sp.csr_matrix((np.ones(int((w[:, k] >= 0).sum())), (rows[w[:, k] >= 0], w[w[:, k] >= 0, k])),
+                       shape=(n_out, n_in)), w[:, k] >= 0)
+        for k in range(w.shape[1])
+    ]  # fmt: skip
+    ops: list[Op] = []
+    while len(slots) > 1:
+        blocks, nxt = [], []
+        n_new = 0
+        for k in range(0, len(slots), 2):
+            if k + 1 == len(slots):  # the odd slot passes through: (A, -A), A = relu(A) - relu(-A)
+                ((A, va),) = slots[k:]
+                blocks += [A, -A]
+                P = sp.eye(n_out, format="csr")
+                nxt.append((sp.hstack([sp.csr_matrix((n_out, n_new)), P, -P]), va))
+                n_new += 2 * n_out
+                continue
+            (A, va), (B, vb) = slots[k], slots[k + 1]
+            # where only one of the two holds a value, that one is carried; where both do, b + relu(a - b)
+            carry = sp.diags(vb.astype(np.float64)) @ B + sp.diags((~vb).astype(np.float64)) @ A
+            diff = sp.diags((va & vb).astype(np.float64)) @ (A - B)
+            blocks += [carry, -carry, diff]
+            P = sp.eye(n_out, format="csr")
+            nxt.append((sp.hstack([sp.csr_matrix((n_out, n_new)), P, -P, P]), va | vb))
+            n_new += 3 * n_out
+        M = sp.vstack(blocks).tocsr()
+        ops += [AffineOp(M, np.zeros(M.shape[0])), ReluOp()]
+        slots = [(sp.hstack([S, sp.csr_matrix((n_out, n_new - S.shape[1]))]).tocsr(), v) for S, v in nxt]
+    ops.append(AffineOp(slots[0][0].tocsr(), np.zeros(n_out)))
+    return ops
+
+
+def pools_as_relus(net: LoweredNetwork) -> LoweredNetwork:
+    """The same network with every max-pooling layer rewritten as affine and ReLU layers (exact over the reals).
+
+    ``max(a, b) = b + relu(a - b)`` with ``b = relu(b) - relu(-b)``, applied as a
+    tournament over each window, and consecutive affine layers merged, so the
+    result alternates affine and ReLU layers and the branch and bound of
+    :mod:`smug.explain.lpbab` takes it.  A pooling layer of ``n`` windows of
+    ``k`` inputs adds about ``log2(k)`` ReLU layers of up to ``3 n`` neurons.
+    """
+    ops: list[Op] = []
+    width = net.n_inputs
+    for op in net.ops:
+        new = _pool_as_relu_ops(op.windows, width) if isinstance(op, MaxPoolOp) else [op]
+        for o in new:
+            if isinstance(o, AffineOp) and ops and isinstance(ops[-1], AffineOp):
+                prev = ops.pop()
+                W = sp.csr_matrix(o.W) @ sp.csr_matrix(prev.W)
+                b = np.asarray(o.W @ prev.b + o.b, dtype=np.float64)
+                o = AffineOp(sp.csr_matrix(W), b, prev.modules + o.modules)
+            ops.append(o)
+        if isinstance(op, AffineOp):
+            width = op.W.shape[0]
+        elif isinstance(op, MaxPoolOp):
+            width = op.windows.shape[0]
+    return LoweredNetwork(ops=ops, input_shape=net.input_shape, n_outputs=net.n_outputs, layers=list(net.layers))
 
 
 def interval_bounds(net: LoweredNetwork, lo: Any, hi: Any, target: int | None = None) -> dict[str, Any]:
@@ -692,6 +759,7 @@ def encode_network(
     weights: Any = None,
     max_kept: int | None = None,
     margin_lb: Any = None,
+    layer_bounds: Any = None,
 ) -> NetworkEncoding:
     """State a question about ``net`` on a masked copy of ``x`` as an IR problem.
 
@@ -723,6 +791,11 @@ def encode_network(
             (for example :func:`linear_margin_bounds` for the fixed mask's box); a
             class whose bound exceeds ``threshold`` leaves the counterexample
             disjunction.
+        layer_bounds: known sound bounds ``(lo, hi)`` on the input of every ReLU and
+            max-pooling layer, in order, over the same input box (for example
+            :meth:`smug.encoders.bounds.SparseCrown.bounds` for the fixed mask's
+            box); they are intersected with the encoding's own, so fewer ReLUs stay
+            unstable and the big-M constants shrink.
 
     Returns:
         A :class:`NetworkEncoding`.
@@ -796,8 +869,20 @@ def encode_network(
         if int(max_kept) < 0:
             raise ValidationError(f"max_kept must be >= 0, got {max_kept!r}")
         enc.add_rows(sp.csr_matrix((np.ones(n_groups), (np.zeros(n_groups), m)), shape=(1, enc.n)), "<=", [max_kept])
+    known = list(layer_bounds) if layer_bounds is not None else None
+    if known is not None and len(known) != sum(not isinstance(op, AffineOp) for op in net.ops):
+        raise ShapeError(
+            f"layer_bounds holds {len(known)} pairs; the network has "
+            f"{sum(not isinstance(op, AffineOp) for op in net.ops)} ReLU and max-pooling layers"
+        )
     first = True
     for op in net.ops:
+        if known is not None and not isinstance(op, AffineOp):
+            kl, ku = (np.asarray(a, dtype=np.float64).ravel() for a in known.pop(0))
+            if kl.shape != E.lo.shape or ku.shape != E.hi.shape:
+                raise ShapeError(f"layer_bounds: a pair has {kl.size} values, the layer has {E.lo.size} inputs")
+            nlo = np.maximum(E.lo, kl)
+            E = _Expr(E.H, E.h0, nlo, np.maximum(np.minimum(E.hi, ku), nlo))
         if isinstance(op, AffineOp):
             H = sp.csr_matrix(op.W @ enc.widen(E.H))
             h0 = op.W @ E.h0 + op.b

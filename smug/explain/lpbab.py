@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..encoders.network import AffineOp, LoweredNetwork, ReluOp
+from ..encoders.network import AffineOp, LoweredNetwork, MaxPoolOp, ReluOp
 
 __all__ = ["LPBranchAndBound", "BabResult"]
 
@@ -87,6 +87,43 @@ def _supported(net: LoweredNetwork) -> bool:
         and all(isinstance(o, (AffineOp, ReluOp)) for o in ops)
         and all(isinstance(a, AffineOp) != isinstance(b, AffineOp) for a, b in zip(ops, ops[1:]))
     )
+
+
+#: A network with max-pooling goes to the branch and bound (pooling rewritten as ReLUs) only up to these sizes:
+#: its dense weights and its widest ReLU layer (each layer's bounds need a backward pass per neuron).
+_POOLED_WEIGHTS = 4_000_000
+_POOLED_WIDTH = 3_000
+
+
+def bab_network(net: LoweredNetwork) -> LoweredNetwork | None:
+    """The network the branch and bound decides checks on, or ``None`` when it cannot.
+
+    Affine / ReLU networks as they are; a network with max-pooling rewritten by
+    :func:`smug.encoders.network.pools_as_relus` when the result is small enough
+    (dense weights up to ``_POOLED_WEIGHTS`` entries, ReLU layers up to
+    ``_POOLED_WIDTH`` wide); larger CNNs get ``None`` (their checks go to sparse
+    CROWN bounds and the MILP).
+    """
+    if _supported(net):
+        return net
+    if not any(isinstance(op, MaxPoolOp) for op in net.ops):
+        return None
+    from ..encoders.network import pools_as_relus
+
+    sizes = []
+    for op in net.ops:  # the rewrite's sizes, estimated before building it (a large CNN is never rewritten)
+        if isinstance(op, MaxPoolOp):
+            sizes.append(3 * -(-op.windows.shape[1] // 2) * op.windows.shape[0])  # the tournament's first round
+        elif isinstance(op, AffineOp):
+            sizes.append(op.W.shape[0])
+    if max(sizes) > _POOLED_WIDTH:
+        return None
+    r = pools_as_relus(net)
+    if not _supported(r) or sum(op.W.shape[0] * op.W.shape[1] for op in r.ops if isinstance(op, AffineOp)) > (
+        _POOLED_WEIGHTS
+    ):
+        return None
+    return r
 
 
 class _NodeLP:
