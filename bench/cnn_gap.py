@@ -47,7 +47,7 @@ def pgd(model, x0, lo, hi, t, restarts=4, steps=100, seed=0) -> float:
         for _ in range(steps):
             lg = model(z.view(1, *x0.shape))[0]
             m = lg[t] - torch.cat([lg[:t], lg[t + 1 :]]).max()
-            best = min(best, float(m))
+            best = min(best, float(m.detach()))
             (gr,) = torch.autograd.grad(m, z)
             with torch.no_grad():
                 z -= 0.01 * gr.sign()

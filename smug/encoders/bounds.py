@@ -10,8 +10,11 @@ arrays of lower and upper ends), in float64:
   2018, the DeepPoly relaxation of ReLU with the adaptive lower slope), with
   every ReLU layer's pre-activation bounds computed by the same backward pass
   from the layers before it (not by intervals), so bounds stay tight through
-  deep networks.  Max-pooling is bounded by intervals and the linear relaxation
-  restarts after the last pooling layer, from that layer's output box.
+  deep networks.  For a network with max-pooling it returns the bounds of
+  :class:`SparseCrown`, one box at a time.
+
+:class:`SparseCrown` is the same relaxation with sparse backward passes, so it
+goes through convolutions and max-pooling (see its docstring).
 
 Soundness against float rounding: every bound is moved outwards by
 ``1e-9 * (1 + the sum of the magnitudes of the terms it adds up)``, far more
@@ -112,9 +115,8 @@ class BatchBounds:
         C[:, self.target] += 1.0
         self.C = torch.from_numpy(np.delete(C, self.target, axis=0))  # (n - 1, n): e_t - e_j, j != t
         self.others = np.delete(np.arange(n), self.target)
-        last_pool = max((i for i, o in enumerate(self.ops) if isinstance(o, tuple)), default=-1)
-        self.linear_from = last_pool + 1  # the relaxation restarts after the last pooling layer
-        self._sparse = SparseCrown(net, target) if last_pool >= 0 else None
+        pooled = any(isinstance(o, tuple) for o in self.ops)
+        self._sparse = SparseCrown(net, target) if pooled else None  # the dense passes below: no pooling
 
     # ------------------------------------------------------------ helpers
     @staticmethod
@@ -181,7 +183,7 @@ class BatchBounds:
     def crown_and_layers(self, lo: Any, hi: Any) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
         """For one box: the CROWN margin bounds ``(n_classes,)`` and the bounds on the input of every ReLU, in
         order, from the same pass (networks without max-pooling)."""
-        if self.linear_from:
+        if self._sparse is not None:
             raise ValueError("layer bounds need a network without max-pooling")
         LO, HI = self._as_batch(lo, hi)
         with torch.no_grad():
@@ -189,11 +191,8 @@ class BatchBounds:
         return margins[0], [(pre[k][0][0].numpy(), pre[k][1][0].numpy()) for k in sorted(pre)]
 
     def _crown(self, LO: torch.Tensor, HI: torch.Tensor) -> tuple[np.ndarray, dict[int, Any]]:
-        """The margin bounds ``(B, n_classes)`` and the ReLU input bounds by index in the ops after the last
-        pooling layer."""
-        # interval bounds up to where the linear relaxation starts
-        LO, HI = self._propagate(self.ops[: self.linear_from], LO, HI)
-        tail = self.ops[self.linear_from :]
+        """The margin bounds ``(B, n_classes)`` and the ReLU input bounds by op index (no pooling)."""
+        tail = self.ops
         box_lo, box_hi = LO, HI
         pre: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index in tail of a relu -> its input bounds
         for k, op in enumerate(tail):

@@ -607,7 +607,7 @@ _CONFIRM = 1e-9
 
 #: Seconds one exact LP branch-and-bound check may take before it answers "unknown".
 _BAB_SECONDS = 6.0
-#: A CNN check (sparse CROWN path) whose encoding keeps more unstable ReLUs than this skips the MILP.
+#: A CNN check (sparse CROWN path) whose layer bounds leave more unstable ReLUs than this skips the MILP.
 _MILP_UNSTABLE = 2000
 
 
@@ -959,7 +959,6 @@ def _project_witness(
     return single, (int(ks[hit[0]]) if hit.size else None)
 
 
-#: Prefix lengths the batched traversal bounds at once (then every further one up to the remaining count).
 def _longest_prefix(n: int, proven: Any) -> int:
     """The longest ``k <= n`` with ``proven(k)``, assuming ``proven`` is monotone (0 when ``proven(1)`` fails):
     lengths 1, 2, 4, ... until one fails, then bisection; ``O(log k)`` calls."""
@@ -982,6 +981,7 @@ def _longest_prefix(n: int, proven: Any) -> int:
     return good
 
 
+#: Prefix lengths the batched traversal bounds at once (then every further one up to the remaining count).
 def _prefix_lengths(n: int) -> np.ndarray:
     ks = {1, 2, 3, n}
     k = 4.0
